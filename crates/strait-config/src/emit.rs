@@ -1,0 +1,207 @@
+//! The effective config as YAML, for `strait check config` and the admin API. Written by hand
+//! so the output reads like a config a person wrote, and parses back to the same config.
+
+use std::fmt::Write;
+
+use yaml_rust2::Yaml;
+
+use crate::duration::format_duration;
+use crate::model::{Config, HostMatch, Match, Router, ValueMatch};
+use crate::validate::url_text;
+
+pub(crate) fn config(config: &Config) -> String {
+    let mut out = String::new();
+    if let Some(admin) = &config.admin {
+        out.push_str("admin:\n");
+        line(&mut out, 1, "address", &scalar(&admin.address.to_string()));
+    }
+
+    section(&mut out, "entrypoints", config.entrypoints.is_empty());
+    for (name, entrypoint) in &config.entrypoints {
+        line(&mut out, 1, name, "");
+        line(
+            &mut out,
+            2,
+            "address",
+            &scalar(&entrypoint.address.to_string()),
+        );
+    }
+
+    section(&mut out, "routers", config.routers.is_empty());
+    for (name, router) in &config.routers {
+        line(&mut out, 1, name, "");
+        emit_router(&mut out, router);
+    }
+
+    section(&mut out, "services", config.services.is_empty());
+    for (name, service) in &config.services {
+        line(&mut out, 1, name, "");
+        line(&mut out, 2, "servers", "");
+        for server in &service.servers {
+            let _ = writeln!(out, "      - url: {}", scalar(&url_text(&server.url)));
+            let _ = writeln!(out, "        weight: {}", server.weight);
+        }
+    }
+
+    // No middleware kinds exist yet; the section is shown so the output has every part.
+    out.push_str("middlewares: {}\n");
+    out
+}
+
+fn emit_router(out: &mut String, router: &Router) {
+    // An empty list can only mean that no entrypoints are defined; leaving the key out says
+    // the same ("all of them") and stays valid.
+    if !router.entrypoints.is_empty() {
+        line(out, 2, "entrypoints", &flow_list(&router.entrypoints));
+    }
+    emit_match(out, &router.matcher);
+    line(out, 2, "service", &scalar(&router.service));
+    if let Some(priority) = router.priority {
+        line(out, 2, "priority", &priority.to_string());
+    }
+    if let Some(timeout) = router.timeout {
+        line(out, 2, "timeout", &format_duration(timeout));
+    }
+}
+
+fn emit_match(out: &mut String, matcher: &Match) {
+    let mut body = String::new();
+    if let Some(host) = &matcher.host {
+        let host = match host {
+            HostMatch::Exact(name) => name.clone(),
+            HostMatch::Wildcard(suffix) => format!("*{suffix}"),
+        };
+        line(&mut body, 3, "host", &scalar(&host));
+    }
+    let strings = [
+        ("path", &matcher.path),
+        ("path_prefix", &matcher.path_prefix),
+        ("grpc_service", &matcher.grpc_service),
+        ("grpc_method", &matcher.grpc_method),
+    ];
+    for (key, value) in strings {
+        if let Some(value) = value {
+            line(&mut body, 3, key, &scalar(value));
+        }
+    }
+    if !matcher.methods.is_empty() {
+        let methods: Vec<String> = matcher.methods.iter().map(ToString::to_string).collect();
+        line(&mut body, 3, "method", &flow_list(&methods));
+    }
+    if !matcher.headers.is_empty() {
+        line(&mut body, 3, "headers", "");
+        for (name, value) in &matcher.headers {
+            line(&mut body, 4, name.as_str(), &value_match(value));
+        }
+    }
+    if !matcher.query.is_empty() {
+        line(&mut body, 3, "query", "");
+        for (name, value) in &matcher.query {
+            line(&mut body, 4, name, &value_match(value));
+        }
+    }
+    if body.is_empty() {
+        line(out, 2, "match", "{}");
+    } else {
+        line(out, 2, "match", "");
+        out.push_str(&body);
+    }
+}
+
+fn value_match(value: &ValueMatch) -> String {
+    match value {
+        ValueMatch::Exact(text) => format!("{{ exact: {} }}", scalar(text)),
+        ValueMatch::Regex(regex) => format!("{{ regex: {} }}", quoted(regex.as_str())),
+        ValueMatch::Present => "{ present: true }".to_owned(),
+    }
+}
+
+fn section(out: &mut String, name: &str, empty: bool) {
+    if empty {
+        let _ = writeln!(out, "{name}: {{}}");
+    } else {
+        let _ = writeln!(out, "{name}:");
+    }
+}
+
+/// `key: value` at `depth` levels of two-space indentation; an empty value opens a block.
+fn line(out: &mut String, depth: usize, key: &str, value: &str) {
+    let _ = write!(out, "{:width$}{}:", "", scalar(key), width = depth * 2);
+    if !value.is_empty() {
+        out.push(' ');
+        out.push_str(value);
+    }
+    out.push('\n');
+}
+
+fn flow_list(items: &[String]) -> String {
+    let items: Vec<String> = items.iter().map(|item| flow_scalar(item)).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// A plain scalar where YAML reads it back as this same string, else a double-quoted one.
+fn scalar(text: &str) -> String {
+    let mut chars = text.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-' | ':'))
+        && !text.ends_with(':')
+        && matches!(Yaml::from_str(text), Yaml::String(_));
+    if plain {
+        text.to_owned()
+    } else {
+        quoted(text)
+    }
+}
+
+/// Inside `[...]` a `:` could be read as a key, so those are quoted too.
+fn flow_scalar(text: &str) -> String {
+    if text.contains(':') {
+        quoted(text)
+    } else {
+        scalar(text)
+    }
+}
+
+fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scalars_are_quoted_only_when_needed() {
+        assert_eq!(scalar("orders"), "orders");
+        assert_eq!(scalar("127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(scalar("/shop.OrderService/"), "/shop.OrderService/");
+        assert_eq!(scalar("true"), "\"true\"");
+        assert_eq!(scalar("null"), "\"null\"");
+        assert_eq!(scalar("12"), "\"12\"");
+        assert_eq!(scalar("1.5"), "\"1.5\"");
+        assert_eq!(scalar(""), "\"\"");
+        assert_eq!(scalar("*.example.com"), "\"*.example.com\"");
+        assert_eq!(scalar("a b"), "\"a b\"");
+        assert_eq!(scalar("-x"), "\"-x\"");
+        assert_eq!(scalar("a\"\\\n\u{1}"), "\"a\\\"\\\\\\n\\u0001\"");
+        assert_eq!(flow_scalar("a:b"), "\"a:b\"");
+    }
+}

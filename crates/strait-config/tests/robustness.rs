@@ -1,0 +1,80 @@
+//! Broken input gets errors, never a panic: every prefix of a real config, and every text
+//! with one character removed, in both formats.
+
+use strait_config::{parse_str, Format};
+
+const YAML: &str = r#"admin: { address: "127.0.0.1:9901" }
+entrypoints:
+  web:
+    address: 0.0.0.0:8080
+routers:
+  orders: &r
+    entrypoints: [web]
+    match:
+      host: "*.example.com"
+      method: [GET, post]
+      headers: { x-a: { regex: '^a(b|c)$' }, x-b: v, x-c: { present: true } }
+      query: { q: { exact: "1" } }
+    service: orders
+    priority: 3
+    timeout: 1m30s
+  copy: *r
+services:
+  orders:
+    servers:
+      - h2c://[::1]:50051
+      - { url: "http://a.b:80/", weight: 2 }
+middlewares: {}
+"#;
+
+const TOML: &str = r#"admin = { address = "127.0.0.1:9901" }
+[entrypoints.web]
+address = "0.0.0.0:8080"
+[routers.orders]
+entrypoints = ["web"]
+service = "orders"
+priority = 3
+timeout = "1m30s"
+[routers.orders.match]
+host = "*.example.com"
+method = ["GET", "post"]
+headers = { x-a = { regex = '^a(b|c)$' }, x-b = "v" }
+query.q.exact = "1"
+[[services.orders.servers]]
+url = "h2c://[::1]:50051"
+[[services.orders.servers]]
+url = "http://a.b:80/"
+weight = 2
+"#;
+
+fn mangled(text: &str) -> impl Iterator<Item = String> + '_ {
+    let cuts = text.char_indices().map(|(i, _)| i);
+    let prefixes = cuts.clone().map(|i| text[..i].to_owned());
+    let removals = text
+        .char_indices()
+        .map(|(i, c)| format!("{}{}", &text[..i], &text[i + c.len_utf8()..]));
+    prefixes.chain(removals)
+}
+
+#[test]
+fn the_originals_are_valid() {
+    let yaml = parse_str(YAML, Format::Yaml, "t.yaml").unwrap();
+    let toml = parse_str(TOML, Format::Toml, "t.toml").unwrap();
+    assert_eq!(yaml.routers.len(), 2);
+    assert_eq!(toml.routers.len(), 1);
+}
+
+#[test]
+fn mangled_text_never_panics() {
+    for (text, format) in [(YAML, Format::Yaml), (TOML, Format::Toml)] {
+        for input in mangled(text) {
+            if let Err(errors) = parse_str(&input, format, "t") {
+                assert!(!errors.is_empty());
+                for err in errors {
+                    assert!(err.line >= 1 && err.col >= 1, "{err}");
+                    assert!(err.line <= input.lines().count() + 1, "{err} in\n{input}");
+                }
+            }
+        }
+    }
+}

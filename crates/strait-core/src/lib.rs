@@ -1,0 +1,10 @@
+//! Types every strait crate shares: the body that flows through the proxy, the error that says
+//! where a failure happened and whether a retry is safe, and the drain signal.
+
+mod body;
+mod drain;
+mod error;
+
+pub use body::{boxed, empty, full, Body};
+pub use drain::{Drain, DrainWatch};
+pub use error::{h2_reason, BoxError, ErrorKind, ProxyError, Side};

@@ -1,0 +1,37 @@
+//! Accepting clients. One plaintext listener serves HTTP/1.1, h2c with prior knowledge and h2c
+//! via `Upgrade: h2c`. This crate and `strait-upstream` are the only ones that touch the HTTP
+//! engines; the [`Handler`] above sees `http::Request<Body>` and answers `Response<Body>`.
+
+mod h2c_upgrade;
+pub mod normalize;
+mod respond;
+mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use strait_core::Body;
+
+pub use respond::error_response;
+pub use server::serve;
+
+/// What the proxy knows about the client connection a request came on.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub entrypoint: Arc<str>,
+    /// Position of the entrypoint in the config, for route tables indexed by entrypoint.
+    pub entrypoint_index: usize,
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Answers requests; implemented by the proxy in `strait-app`.
+pub trait Handler: Clone + Send + Sync + 'static {
+    fn handle(
+        &self,
+        request: Request<Body>,
+        conn: &Arc<ConnInfo>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static;
+}

@@ -1,0 +1,89 @@
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use strait_core::{Body, ErrorKind, ProxyError, Side};
+use strait_grpc::Code;
+
+/// The one place that decides what a client sees for an error strait made: a trailers-only
+/// gRPC response for gRPC requests, a short plain-text status for everything else. Backend
+/// addresses stay out of what the client sees; the full error goes to the log.
+pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
+    let (code, status) = match err.kind() {
+        ErrorKind::NoRoute => (Code::Unimplemented, StatusCode::NOT_FOUND),
+        ErrorKind::NoEndpoint => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+        ErrorKind::Connect
+        | ErrorKind::UpstreamReset
+        | ErrorKind::Refused
+        | ErrorKind::UpstreamProtocol => (Code::Unavailable, StatusCode::BAD_GATEWAY),
+        ErrorKind::DeadlineExceeded => (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
+        ErrorKind::BadRequest => (Code::Internal, StatusCode::BAD_REQUEST),
+    };
+    let message = client_message(err);
+    if grpc {
+        return strait_grpc::trailers_only(code, &message);
+    }
+    let mut response = Response::new(strait_core::full(format!("{message}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn client_message(err: &ProxyError) -> String {
+    if err.side() != Side::Upstream {
+        return err.message().to_owned();
+    }
+    let what = match err.kind() {
+        ErrorKind::Connect => "upstream connect error",
+        ErrorKind::Refused => "upstream refused the request",
+        ErrorKind::UpstreamProtocol => "upstream protocol error",
+        _ => "upstream reset before response",
+    };
+    what.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: ErrorKind, side: Side) -> ProxyError {
+        ProxyError::new(kind, side, "cannot connect to endpoint h2c://10.0.0.7:50051")
+    }
+
+    #[test]
+    fn grpc_errors_are_trailers_only_with_the_right_code() {
+        let cases = [
+            (ErrorKind::NoRoute, "12"),
+            (ErrorKind::NoEndpoint, "14"),
+            (ErrorKind::Connect, "14"),
+            (ErrorKind::UpstreamReset, "14"),
+            (ErrorKind::DeadlineExceeded, "4"),
+        ];
+        for (kind, status) in cases {
+            let r = error_response(&err(kind, Side::Proxy), true);
+            assert_eq!(r.status(), StatusCode::OK, "{kind:?}");
+            assert_eq!(r.headers()["grpc-status"], status, "{kind:?}");
+            assert_eq!(r.headers()["content-type"], "application/grpc");
+        }
+    }
+
+    #[test]
+    fn http_errors_use_http_statuses() {
+        let r = error_response(&err(ErrorKind::NoRoute, Side::Proxy), false);
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = error_response(&err(ErrorKind::Connect, Side::Upstream), false);
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        let r = error_response(&err(ErrorKind::NoEndpoint, Side::Proxy), false);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let r = error_response(&err(ErrorKind::DeadlineExceeded, Side::Proxy), false);
+        assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[test]
+    fn upstream_addresses_do_not_reach_the_client() {
+        let r = error_response(&err(ErrorKind::Connect, Side::Upstream), true);
+        let message = r.headers()["grpc-message"].to_str().unwrap();
+        assert_eq!(message, "upstream connect error");
+    }
+}

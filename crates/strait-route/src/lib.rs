@@ -1,0 +1,7 @@
+//! The router: an immutable table, compiled once per config, that picks a router for each
+//! request by host, path, gRPC service and method, HTTP method, headers and query.
+
+mod matcher;
+mod table;
+
+pub use table::{Route, RouteTable};

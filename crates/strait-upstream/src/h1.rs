@@ -1,0 +1,208 @@
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::uri::PathAndQuery;
+use http::{HeaderValue, Request, Response, Uri};
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use strait_core::{Body, ErrorKind, ProxyError, Side};
+use tracing::debug;
+
+use crate::connect::Target;
+
+/// Idle connections kept per endpoint; more are closed when their response ends.
+const MAX_IDLE: usize = 64;
+
+/// The HTTP/1.1 connections to one endpoint: one request at a time each, idle ones reused.
+#[derive(Debug)]
+pub(crate) struct H1Pool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    target: Target,
+    idle: Mutex<Vec<SendRequest<Body>>>,
+}
+
+pin_project_lite::pin_project! {
+    /// A backend's response body; gives its connection back to the pool once it has ended.
+    struct PooledBody {
+        #[pin]
+        inner: Incoming,
+        sender: Option<SendRequest<Body>>,
+        pool: Weak<Shared>,
+    }
+}
+
+// === impl H1Pool ===
+
+impl H1Pool {
+    pub(crate) fn new(target: Target) -> H1Pool {
+        H1Pool {
+            shared: Arc::new(Shared {
+                target,
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        let mut idle = self.shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|s| !s.is_closed());
+        idle.len()
+    }
+
+    pub(crate) async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let mut request = to_origin_form(request, &self.shared.target);
+        loop {
+            let (mut sender, reused) = match self.take_idle() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    let (parts, inner) = response.into_parts();
+                    let body = PooledBody {
+                        inner,
+                        sender: Some(sender),
+                        pool: Arc::downgrade(&self.shared),
+                    };
+                    return Ok(Response::from_parts(parts, strait_core::boxed(body)));
+                }
+                Err(mut e) => match e.take_message() {
+                    // An idle connection the backend had closed: the request never left, so
+                    // a fresh connection is safe.
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(self.error(e.into_error())),
+                },
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(sender) = idle.pop() {
+            if !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, ProxyError> {
+        let target = &self.shared.target;
+        let io = target.connect().await?;
+        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::Connect,
+                    Side::Upstream,
+                    format!("HTTP/1.1 handshake with endpoint {} failed", target.label),
+                )
+                .with_source(e)
+            })?;
+        let label = target.label.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(endpoint = %label, error = %e, "upstream HTTP/1.1 connection ended");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn error(&self, e: hyper::Error) -> ProxyError {
+        let label = &self.shared.target.label;
+        let kind = if e.is_parse() {
+            ErrorKind::UpstreamProtocol
+        } else {
+            ErrorKind::UpstreamReset
+        };
+        ProxyError::new(
+            kind,
+            Side::Upstream,
+            format!("HTTP/1.1 exchange with endpoint {label} failed"),
+        )
+        .with_source(e)
+    }
+}
+
+/// HTTP/1.1 wants `GET /path HTTP/1.1` with the authority in `Host`.
+fn to_origin_form(request: Request<Body>, target: &Target) -> Request<Body> {
+    let (mut parts, body) = request.into_parts();
+    let host = parts
+        .uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .or_else(|| HeaderValue::from_str(&target.authority()).ok());
+    if let Some(host) = host {
+        parts.headers.insert(HOST, host);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    parts.uri = Uri::from(path);
+    parts.version = http::Version::HTTP_11;
+    Request::from_parts(parts, body)
+}
+
+// === impl Shared ===
+
+impl Shared {
+    fn give_back(&self, sender: SendRequest<Body>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(sender);
+        }
+    }
+}
+
+// === impl PooledBody ===
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            Some(Ok(_)) => http_body::Body::is_end_stream(&*this.inner),
+            Some(Err(_)) => {
+                // A broken response leaves the connection in an unknown state.
+                this.sender.take();
+                false
+            }
+        };
+        if ended {
+            if let (Some(sender), Some(pool)) = (this.sender.take(), this.pool.upgrade()) {
+                pool.give_back(sender);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

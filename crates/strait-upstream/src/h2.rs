@@ -1,0 +1,332 @@
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{Reason, RecvStream, SendStream};
+use http::{Request, Response};
+use http_body::{Body as _, Frame};
+use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
+use tracing::debug;
+
+use crate::connect::Target;
+
+/// Per-stream flow-control window we advertise to backends. 1 MiB keeps a 16 MiB message
+/// moving without one round trip per 64 KiB; the connection window allows 16 such streams.
+const STREAM_WINDOW: u32 = 1 << 20;
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// How many times a request is moved to another connection when the one it was given turned
+/// out to be closing before anything was sent on it.
+const READY_ATTEMPTS: usize = 3;
+
+/// The HTTP/2 connections to one endpoint. Streams are packed onto the first connection with
+/// room under the backend's SETTINGS_MAX_CONCURRENT_STREAMS; a new connection opens only when
+/// every open one is full.
+#[derive(Debug)]
+pub(crate) struct H2Pool {
+    target: Target,
+    conns: Mutex<Vec<Arc<H2Conn>>>,
+    /// One connect at a time: a burst of requests waits for one new connection instead of
+    /// opening one each.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct H2Conn {
+    send: SendRequest<Bytes>,
+    state: Arc<ConnState>,
+}
+
+#[derive(Debug)]
+struct ConnState {
+    active: AtomicUsize,
+    /// The peer's SETTINGS_MAX_CONCURRENT_STREAMS, refreshed each time the connection is
+    /// polled.
+    max: AtomicUsize,
+    closed: AtomicBool,
+}
+
+/// One stream's claim on a connection; releases the slot when dropped.
+#[derive(Debug)]
+struct Lease {
+    conn: Arc<H2Conn>,
+}
+
+pin_project_lite::pin_project! {
+    /// A backend's response body: data with flow control released as it is forwarded, then
+    /// trailers. Holds the stream's lease until the body ends or is dropped.
+    struct RecvBody {
+        recv: RecvStream,
+        data_done: bool,
+        lease: Lease,
+    }
+}
+
+// === impl H2Pool ===
+
+impl H2Pool {
+    pub(crate) fn new(target: Target) -> H2Pool {
+        H2Pool {
+            target,
+            conns: Mutex::new(Vec::new()),
+            connecting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub(crate) fn open_connections(&self) -> usize {
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        conns.retain(|c| !c.state.closed.load(Ordering::Acquire));
+        conns.len()
+    }
+
+    pub(crate) async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let (lease, mut sender) = self.ready_stream().await?;
+        let (parts, body) = request.into_parts();
+        let end_of_stream = body.is_end_stream();
+        let (response, stream) = sender
+            .send_request(Request::from_parts(parts, ()), end_of_stream)
+            .map_err(|e| self.error(e))?;
+        if !end_of_stream {
+            tokio::spawn(pipe_request_body(body, stream));
+        }
+        let (parts, recv) = response.await.map_err(|e| self.error(e))?.into_parts();
+        let body = RecvBody {
+            recv,
+            data_done: false,
+            lease,
+        };
+        Ok(Response::from_parts(parts, strait_core::boxed(body)))
+    }
+
+    /// A connection with room and a sender ready to open a stream on it.
+    async fn ready_stream(&self) -> Result<(Lease, SendRequest<Bytes>), ProxyError> {
+        let mut last_error = None;
+        for _ in 0..READY_ATTEMPTS {
+            let lease = self.acquire().await?;
+            match lease.conn.send.clone().ready().await {
+                Ok(sender) => return Ok((lease, sender)),
+                Err(e) => {
+                    // GOAWAY or a closed connection: nothing was sent, so another connection
+                    // is always safe.
+                    lease.conn.state.closed.store(true, Ordering::Release);
+                    last_error = Some(self.error(e));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            ProxyError::new(
+                ErrorKind::UpstreamReset,
+                Side::Upstream,
+                format!("no usable connection to endpoint {}", self.target.label),
+            )
+        }))
+    }
+
+    async fn acquire(&self) -> Result<Lease, ProxyError> {
+        if let Some(lease) = self.try_acquire() {
+            return Ok(lease);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(lease) = self.try_acquire() {
+            return Ok(lease);
+        }
+        let conn = self.connect().await?;
+        conn.state.active.fetch_add(1, Ordering::AcqRel);
+        self.conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(conn.clone());
+        Ok(Lease { conn })
+    }
+
+    fn try_acquire(&self) -> Option<Lease> {
+        let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        conns.retain(|c| !c.state.closed.load(Ordering::Acquire));
+        let conn = conns.iter().find(|c| {
+            c.state.active.load(Ordering::Acquire) < c.state.max.load(Ordering::Acquire)
+        })?;
+        conn.state.active.fetch_add(1, Ordering::AcqRel);
+        Some(Lease { conn: conn.clone() })
+    }
+
+    async fn connect(&self) -> Result<Arc<H2Conn>, ProxyError> {
+        let io = self.target.connect().await?;
+        let (send, mut connection) = h2::client::Builder::new()
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(io)
+            .await
+            .map_err(|e| {
+                ProxyError::new(
+                    ErrorKind::Connect,
+                    Side::Upstream,
+                    format!("HTTP/2 handshake with endpoint {} failed", self.target.label),
+                )
+                .with_source(e)
+            })?;
+        let state = Arc::new(ConnState {
+            active: AtomicUsize::new(0),
+            max: AtomicUsize::new(connection.max_concurrent_send_streams()),
+            closed: AtomicBool::new(false),
+        });
+        let watched = state.clone();
+        let label = self.target.label.clone();
+        tokio::spawn(async move {
+            let result = poll_fn(|cx| {
+                let polled = Pin::new(&mut connection).poll(cx);
+                watched
+                    .max
+                    .store(connection.max_concurrent_send_streams(), Ordering::Release);
+                polled
+            })
+            .await;
+            watched.closed.store(true, Ordering::Release);
+            if let Err(e) = result {
+                debug!(endpoint = %label, error = %e, "upstream HTTP/2 connection ended");
+            }
+        });
+        Ok(Arc::new(H2Conn { send, state }))
+    }
+
+    fn error(&self, e: h2::Error) -> ProxyError {
+        let label = &self.target.label;
+        let (kind, message) = if e.reason() == Some(Reason::REFUSED_STREAM) {
+            (
+                ErrorKind::Refused,
+                format!("endpoint {label} refused the stream"),
+            )
+        } else if e.is_go_away() && e.reason() == Some(Reason::NO_ERROR) {
+            (
+                ErrorKind::Refused,
+                format!("endpoint {label} is going away (GOAWAY)"),
+            )
+        } else if e.is_io() || e.is_go_away() {
+            (
+                ErrorKind::UpstreamReset,
+                format!("connection to endpoint {label} closed"),
+            )
+        } else if e.is_reset() {
+            (
+                ErrorKind::UpstreamReset,
+                format!("endpoint {label} reset the stream"),
+            )
+        } else {
+            (
+                ErrorKind::UpstreamProtocol,
+                format!("HTTP/2 error from endpoint {label}"),
+            )
+        };
+        ProxyError::new(kind, Side::Upstream, message).with_source(e)
+    }
+}
+
+// === impl Lease ===
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.conn.state.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === impl RecvBody ===
+
+impl http_body::Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = self.project();
+        if !*this.data_done {
+            match ready!(this.recv.poll_data(cx)) {
+                Some(Ok(data)) => {
+                    // Released once handed on: the downstream side only polls us when it has
+                    // room, so backpressure still reaches the backend.
+                    let _ = this.recv.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                None => *this.data_done = true,
+            }
+        }
+        match ready!(this.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(e) => Poll::Ready(Some(Err(e))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.recv.is_end_stream()
+    }
+}
+
+/// Streams the client's request body to the backend with HTTP/2 flow control. A client
+/// reset or disconnect resets the upstream stream with the client's reason (CANCEL when
+/// there is none); a backend reset stops reading from the client.
+async fn pipe_request_body(mut body: Body, mut tx: SendStream<Bytes>) {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = poll_fn(|cx| tx.poll_reset(cx)) => return,
+            frame = http_body_util::BodyExt::frame(&mut body) => frame,
+        };
+        let frame = match frame {
+            None => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Err(e)) => {
+                tx.send_reset(h2_reason(&*e).unwrap_or(Reason::CANCEL));
+                return;
+            }
+            Some(Ok(frame)) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let end_of_stream = body.is_end_stream();
+                if send_data(&mut tx, data, end_of_stream).await.is_err() || end_of_stream {
+                    return;
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = tx.send_trailers(trailers);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn send_data(
+    tx: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end_of_stream: bool,
+) -> Result<(), h2::Error> {
+    if data.is_empty() {
+        if end_of_stream {
+            tx.send_data(data, true)?;
+        }
+        return Ok(());
+    }
+    while !data.is_empty() {
+        tx.reserve_capacity(data.len());
+        match poll_fn(|cx| tx.poll_capacity(cx)).await {
+            Some(Ok(0)) => continue,
+            Some(Ok(n)) => {
+                let chunk = data.split_to(n.min(data.len()));
+                tx.send_data(chunk, end_of_stream && data.is_empty())?;
+            }
+            Some(Err(e)) => return Err(e),
+            None => return Err(h2::Error::from(Reason::CANCEL)),
+        }
+    }
+    Ok(())
+}

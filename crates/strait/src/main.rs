@@ -1,0 +1,152 @@
+//! The `strait` command line: `run`, `check config`, `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+#[derive(Parser, Debug)]
+#[command(name = "strait", version, about = "A gRPC-native edge proxy and API gateway for HTTP/2")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the proxy. Without --config, runs an embedded default in front of a demo echo service.
+    Run {
+        /// Config file (.yaml, .yml or .toml).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Worker threads (default: the number of cores).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        workers: Option<u16>,
+    },
+    /// Validate things without running the proxy.
+    Check {
+        #[command(subcommand)]
+        what: Check,
+    },
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum Check {
+    /// Validate a config file: print the effective config, or every error with its location.
+    Config {
+        /// Config file (.yaml, .yml or .toml).
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config, workers } => run(config, workers),
+        Command::Check {
+            what: Check::Config { file },
+        } => check_config(&file),
+        Command::Version => {
+            println!("strait {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match strait_config::load(file) {
+        Ok(config) => {
+            print!("{}", config.to_yaml());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!(
+                "{}: {} error{}",
+                file.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
+    strait_telemetry::init_logging();
+    let config = match &config {
+        Some(path) => match strait_config::load(path) {
+            Ok(config) => Some(config),
+            Err(errors) => {
+                for e in &errors {
+                    error!("{e}");
+                }
+                error!("{}: refusing to start with an invalid config", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let workers = workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        usize::from,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            error!("cannot start the runtime with {workers} workers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let config = match config {
+            Some(config) => config,
+            None => match strait_app::demo::default_config().await {
+                Ok((config, demo)) => {
+                    info!(%demo, "no --config given: running the embedded default in front of the demo echo service");
+                    config
+                }
+                Err(e) => {
+                    error!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+        };
+        let running = match strait_app::start(config).await {
+            Ok(running) => running,
+            Err(e) => {
+                error!("{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        info!(workers, "strait is serving");
+        shutdown_signal().await;
+        info!("shutting down");
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
