@@ -20,7 +20,17 @@ pub(crate) struct Specificity {
 }
 
 impl Matcher {
-    pub(crate) fn new(conditions: Match) -> Matcher {
+    pub(crate) fn new(mut conditions: Match) -> Matcher {
+        // A regex must match the whole value, as in Envoy: `v1` must not match `v10`.
+        let anchor = |value: &mut ValueMatch| {
+            if let ValueMatch::Regex(re) = value {
+                if let Ok(whole) = regex::Regex::new(&format!("^(?:{})$", re.as_str())) {
+                    *re = whole;
+                }
+            }
+        };
+        conditions.headers.iter_mut().for_each(|(_, v)| anchor(v));
+        conditions.query.iter_mut().for_each(|(_, v)| anchor(v));
         Matcher { conditions }
     }
 

@@ -1,0 +1,135 @@
+//! Deadlines: strait enforces `grpc-timeout` and route timeouts itself, tells the backend the
+//! time left, and cuts nothing by default.
+//!
+//! Tests whose outcome cannot change if the clock jumps run on Tokio's paused clock. With
+//! real sockets the paused clock may jump to the next timer while bytes are still in flight
+//! on loopback, so tests that need a message to arrive *before* a deadline use the real clock
+//! with generous margins.
+
+use std::time::Duration;
+
+use h2::Reason;
+use strait_grpc::echo::EchoRequest;
+use strait_test::backend::{TestBackend, GAP};
+use strait_test::raw::{self, SilentBackend};
+use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
+use tokio::time::Instant;
+
+fn config_with_route_timeout(url: &str, timeout: &str) -> String {
+    format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\n\
+         routers:\n  all: {{ service: b, timeout: {timeout} }}\n\
+         services:\n  b: {{ servers: ['{url}'] }}\n"
+    )
+}
+
+/// The backend never answers; strait answers DEADLINE_EXCEEDED when the client's 2 s are up,
+/// and resets the upstream stream. A raw client is used because tonic would enforce the
+/// deadline on its own.
+#[tokio::test(start_paused = true)]
+async fn strait_enforces_grpc_timeout_against_a_silent_backend() {
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&single_service_config(&[backend.url()])).await;
+    let addr = strait.entrypoint("web").unwrap();
+
+    let mut h2 = raw::h2_connect(addr).await;
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Unary")
+        .header("grpc-timeout", "2S")
+        .body(())
+        .unwrap();
+    let started = Instant::now();
+    let (response, _) = h2.send_request(head, true).unwrap();
+    let response = response.await.unwrap();
+    let waited = started.elapsed();
+
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["grpc-status"], "4");
+    assert!(response.body().is_end_stream(), "trailers-only");
+    assert!(waited >= Duration::from_secs(2), "answered after {waited:?}");
+    assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
+
+    let sent = backend.observed.requests.lock().unwrap()[0].headers["grpc-timeout"].clone();
+    let sent = strait_grpc::parse_timeout(sent.as_bytes()).unwrap();
+    assert!(sent <= Duration::from_secs(2) && sent > Duration::from_millis(1900), "{sent:?}");
+    assert_eventually!(backend.resets() == vec![Reason::CANCEL]);
+}
+
+/// Mid-stream: the response has started when the deadline passes; the client gets
+/// DEADLINE_EXCEEDED in the trailers after the messages it already had.
+#[tokio::test]
+async fn deadline_mid_stream_ends_with_deadline_exceeded_trailers() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config_with_route_timeout(&backend.url(), "2s")).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+
+    let mut request = tonic::Request::new(EchoRequest {
+        payload: "a".into(),
+        repeat: 0,
+    });
+    request.metadata_mut().insert("x-test", "gap".parse().unwrap());
+    let mut stream = client.server_stream(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    let started = Instant::now();
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(started.elapsed() < GAP, "cut by the 2 s route timeout, not the gap");
+    assert_eventually!(backend.cancelled() == 1);
+}
+
+#[tokio::test]
+async fn remaining_time_is_propagated_and_capped_by_the_route() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config_with_route_timeout(&backend.url(), "5s")).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+
+    // The client allows 30 s, the router 5 s: the backend must see at most 5 s.
+    let mut request = tonic::Request::new(EchoRequest::default());
+    request.set_timeout(Duration::from_secs(30));
+    client.unary(request).await.unwrap();
+    let seen = backend.last_metadata();
+    let seen = strait_grpc::parse_timeout(seen.get("grpc-timeout").unwrap().as_bytes()).unwrap();
+    assert!(seen <= Duration::from_secs(5) && seen > Duration::from_secs(4), "{seen:?}");
+
+    // The client allows 1 s, less than the router: the backend sees at most 1 s.
+    let mut request = tonic::Request::new(EchoRequest::default());
+    request.set_timeout(Duration::from_secs(1));
+    client.unary(request).await.unwrap();
+    let seen = backend.last_metadata();
+    let seen = strait_grpc::parse_timeout(seen.get("grpc-timeout").unwrap().as_bytes()).unwrap();
+    assert!(seen <= Duration::from_secs(1) && seen > Duration::from_millis(900), "{seen:?}");
+}
+
+/// Nothing cuts a stream by default: a server stream with a 75 s silent gap completes.
+#[tokio::test(start_paused = true)]
+async fn a_silent_gap_of_75s_survives() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&single_service_config(&[backend.url()])).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+
+    let mut request = tonic::Request::new(EchoRequest {
+        payload: "a".into(),
+        repeat: 0,
+    });
+    request.metadata_mut().insert("x-test", "gap".parse().unwrap());
+    let started = Instant::now();
+    let mut stream = client.server_stream(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    assert_eq!(stream.message().await.unwrap().unwrap().index, 1);
+    assert!(stream.message().await.unwrap().is_none());
+    assert!(started.elapsed() >= GAP);
+    assert!(backend.last_metadata().get("grpc-timeout").is_none());
+}
+
+/// A plain HTTP request past its route timeout gets 504.
+#[tokio::test(start_paused = true)]
+async fn route_timeout_for_plain_http_is_504() {
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&config_with_route_timeout(&backend.url(), "1s")).await;
+    let addr = strait.entrypoint("web").unwrap();
+    let mut h2 = raw::h2_connect(addr).await;
+    let head = http::Request::get(format!("http://{addr}/slow")).body(()).unwrap();
+    let (response, _) = h2.send_request(head, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 504);
+    assert!(backend.observed.requests.lock().unwrap()[0].headers.get("grpc-timeout").is_none());
+}

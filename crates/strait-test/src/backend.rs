@@ -1,0 +1,290 @@
+//! A tonic echo backend whose behaviour a test picks per call with the `x-test` request
+//! metadata, and which records what it saw.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use strait_grpc::echo::{Echo, EchoReply, EchoRequest, EchoServer, ReplyStream};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// Every byte value, so a byte-exact check of `grpc-status-details-bin` means something.
+pub fn details() -> Bytes {
+    (0..=255u8).chain([0, 0, 255, 10, 13]).collect::<Vec<_>>().into()
+}
+
+pub const TRAILER_BIN: &[u8] = &[0, 1, 2, 254, 255];
+
+/// The silent gap `x-test: gap` puts between two server-stream messages.
+pub const GAP: Duration = Duration::from_secs(75);
+
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// Request metadata of every call, in arrival order.
+    pub metadata: Arc<Mutex<Vec<MetadataMap>>>,
+    /// Handlers dropped before they finished: the call was cancelled under them.
+    pub cancelled: Arc<AtomicUsize>,
+    /// Errors a handler got while reading the request stream.
+    pub stream_errors: Arc<Mutex<Vec<Code>>>,
+    /// TCP connections accepted.
+    pub connections: Arc<AtomicUsize>,
+}
+
+pub struct TestBackend {
+    pub addr: SocketAddr,
+    pub observed: Observed,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Debug)]
+struct TestEcho {
+    observed: Observed,
+}
+
+/// Counts a handler as cancelled if it is dropped before `finish`.
+struct CancelGuard {
+    cancelled: Arc<AtomicUsize>,
+    finished: bool,
+}
+
+impl CancelGuard {
+    fn finish(mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TestBackend {
+    pub async fn start() -> TestBackend {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        Self::serve(listener)
+    }
+
+    pub fn serve(listener: TcpListener) -> TestBackend {
+        let addr = listener.local_addr().unwrap();
+        let observed = Observed::default();
+        let connections = observed.connections.clone();
+        let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+            connections.fetch_add(1, Ordering::SeqCst);
+        });
+        let service = EchoServer::new(TestEcho {
+            observed: observed.clone(),
+        })
+        .max_decoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE)
+        .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE);
+        let task = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        TestBackend {
+            addr,
+            observed,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("h2c://{}", self.addr)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.observed.metadata.lock().unwrap().len()
+    }
+
+    pub fn last_metadata(&self) -> MetadataMap {
+        self.observed
+            .metadata
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the backend saw a call")
+    }
+
+    pub fn cancelled(&self) -> usize {
+        self.observed.cancelled.load(Ordering::SeqCst)
+    }
+
+    pub fn connections(&self) -> usize {
+        self.observed.connections.load(Ordering::SeqCst)
+    }
+}
+
+impl TestEcho {
+    fn record<T>(&self, request: &Request<T>) -> Option<String> {
+        let metadata = request.metadata().clone();
+        let mode = metadata
+            .get("x-test")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        self.observed.metadata.lock().unwrap().push(metadata);
+        mode
+    }
+
+    fn guard(&self) -> CancelGuard {
+        CancelGuard {
+            cancelled: self.observed.cancelled.clone(),
+            finished: false,
+        }
+    }
+}
+
+fn failure() -> Status {
+    let mut metadata = MetadataMap::new();
+    metadata.insert_bin("x-trailer-bin", MetadataValue::from_bytes(TRAILER_BIN));
+    metadata.insert("x-trailer", "trailer-value".parse().unwrap());
+    Status::with_details_and_metadata(
+        Code::FailedPrecondition,
+        "precondition failed: ünïcode and 100%",
+        details(),
+        metadata,
+    )
+}
+
+/// Request metadata whose key starts with `x-echo` comes back in the response headers.
+fn echoed(request: &MetadataMap) -> MetadataMap {
+    let mut out = MetadataMap::new();
+    for entry in request.iter() {
+        match entry {
+            tonic::metadata::KeyAndValueRef::Ascii(k, v) if k.as_str().starts_with("x-echo") => {
+                out.insert(k.clone(), v.clone());
+            }
+            tonic::metadata::KeyAndValueRef::Binary(k, v) if k.as_str().starts_with("x-echo") => {
+                out.insert_bin(k.clone(), v.clone());
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl Echo for TestEcho {
+    type ServerStreamStream = ReplyStream;
+    type BidiStream = ReplyStream;
+
+    async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
+        let guard = self.guard();
+        let mode = self.record(&request);
+        match mode.as_deref() {
+            Some("details") => {
+                guard.finish();
+                return Err(failure());
+            }
+            Some("hang") => std::future::pending::<()>().await,
+            _ => {}
+        }
+        guard.finish();
+        let metadata = echoed(request.metadata());
+        let payload = request.into_inner().payload;
+        let mut response = Response::new(EchoReply { payload, index: 0 });
+        *response.metadata_mut() = metadata;
+        Ok(response)
+    }
+
+    async fn server_stream(
+        &self,
+        request: Request<EchoRequest>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        let mode = self.record(&request);
+        let EchoRequest { payload, repeat } = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let guard = self.guard();
+        tokio::spawn(async move {
+            let reply = |index| Ok(EchoReply { payload: payload.clone(), index });
+            match mode.as_deref() {
+                Some("gap") => {
+                    let _ = tx.send(reply(0)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(GAP) => {}
+                        // The proxy reset the stream: stop, counting it as cancelled.
+                        _ = tx.closed() => return,
+                    }
+                    let _ = tx.send(reply(1)).await;
+                }
+                Some("fail-after") => {
+                    for index in 0..repeat {
+                        let _ = tx.send(reply(index)).await;
+                    }
+                    let _ = tx.send(Err(failure())).await;
+                }
+                _ => {
+                    for index in 0..repeat.max(1) {
+                        if tx.send(reply(index)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            guard.finish();
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn client_stream(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<EchoReply>, Status> {
+        self.record(&request);
+        let mut stream = request.into_inner();
+        let mut all = BytesMut::new();
+        let mut count = 0;
+        loop {
+            match stream.message().await {
+                Ok(Some(message)) => {
+                    all.extend_from_slice(&message.payload);
+                    count += 1;
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    self.observed.stream_errors.lock().unwrap().push(status.code());
+                    return Err(status);
+                }
+            }
+        }
+        Ok(Response::new(EchoReply {
+            payload: all.freeze(),
+            index: count,
+        }))
+    }
+
+    async fn bidi(
+        &self,
+        request: Request<Streaming<EchoRequest>>,
+    ) -> Result<Response<ReplyStream>, Status> {
+        self.record(&request);
+        let errors = self.observed.stream_errors.clone();
+        let replies = request.into_inner().enumerate().map(move |(index, message)| match message {
+            Ok(m) => Ok(EchoReply {
+                payload: m.payload,
+                index: index as u32,
+            }),
+            Err(status) => {
+                errors.lock().unwrap().push(status.code());
+                Err(status)
+            }
+        });
+        Ok(Response::new(Box::pin(replies)))
+    }
+}

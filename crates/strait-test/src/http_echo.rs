@@ -1,0 +1,90 @@
+//! A plain HTTP backend (HTTP/1.1 and h2c prior knowledge on one port) that answers every
+//! request with a description of what it received, so tests can check what the proxy sent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+pub struct HttpEcho {
+    pub addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for HttpEcho {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl HttpEcho {
+    pub async fn start() -> HttpEcho {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        describe(request)
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        HttpEcho {
+            addr,
+            requests,
+            task,
+        }
+    }
+
+    /// `http://` (HTTP/1.1) or `h2c://` URL for a strait config.
+    pub fn url(&self, scheme: &str) -> String {
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// The response body lists `version`, `method`, `uri`, each header as `name: value`, then a
+/// blank line and the request body. Response header `x-backend-version` repeats the version.
+async fn describe(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) => Bytes::from(format!("body error: {e}")),
+    };
+    let mut text = format!(
+        "version: {:?}\nmethod: {}\nuri: {}\n",
+        parts.version, parts.method, parts.uri
+    );
+    for (name, value) in &parts.headers {
+        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+    }
+    text.push('\n');
+    text.push_str(&String::from_utf8_lossy(&body));
+    let response = Response::builder()
+        .header("x-backend-version", format!("{:?}", parts.version))
+        .header("content-type", "text/plain")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap();
+    Ok(response)
+}
