@@ -30,8 +30,6 @@ pub struct Observed {
     pub metadata: Arc<Mutex<Vec<MetadataMap>>>,
     /// Handlers dropped before they finished: the call was cancelled under them.
     pub cancelled: Arc<AtomicUsize>,
-    /// Errors a handler got while reading the request stream.
-    pub stream_errors: Arc<Mutex<Vec<Code>>>,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
 }
@@ -250,18 +248,9 @@ impl Echo for TestEcho {
         let mut stream = request.into_inner();
         let mut all = BytesMut::new();
         let mut count = 0;
-        loop {
-            match stream.message().await {
-                Ok(Some(message)) => {
-                    all.extend_from_slice(&message.payload);
-                    count += 1;
-                }
-                Ok(None) => break,
-                Err(status) => {
-                    self.observed.stream_errors.lock().unwrap().push(status.code());
-                    return Err(status);
-                }
-            }
+        while let Some(message) = stream.message().await? {
+            all.extend_from_slice(&message.payload);
+            count += 1;
         }
         Ok(Response::new(EchoReply {
             payload: all.freeze(),
@@ -274,16 +263,11 @@ impl Echo for TestEcho {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
         self.record(&request);
-        let errors = self.observed.stream_errors.clone();
-        let replies = request.into_inner().enumerate().map(move |(index, message)| match message {
-            Ok(m) => Ok(EchoReply {
+        let replies = request.into_inner().enumerate().map(|(index, message)| {
+            message.map(|m| EchoReply {
                 payload: m.payload,
                 index: index as u32,
-            }),
-            Err(status) => {
-                errors.lock().unwrap().push(status.code());
-                Err(status)
-            }
+            })
         });
         Ok(Response::new(Box::pin(replies)))
     }
