@@ -1,5 +1,7 @@
 //! Logging setup. Diagnostic logs go to stderr, filtered by `STRAIT_LOG` (the `RUST_LOG`
-//! syntax, default `info`).
+//! syntax, default `info`), coloured only on a terminal.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,5 +12,6 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

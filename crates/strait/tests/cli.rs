@@ -1,0 +1,239 @@
+//! The `strait` command line as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use strait_grpc::echo::EchoRequest;
+use strait_test::backend::TestBackend;
+
+fn strait() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_strait"))
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `strait run` whose stderr lines arrive on a channel.
+struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    fn start(args: &[&str]) -> Process {
+        let mut child = strait()
+            .args(args)
+            .env("STRAIT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// Waits up to 30 s for a log line containing `needle`.
+    fn wait_for(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("no log line with {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn address_in(line: &str) -> SocketAddr {
+    let field = line
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("address="))
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    field.parse().unwrap()
+}
+
+#[test]
+fn version_prints_the_version() {
+    let output = strait().arg("version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap().trim(),
+        format!("strait {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ok.yaml",
+        "entrypoints:\n  web: { address: 127.0.0.1:8080 }\nrouters:\n  r: { service: s }\n\
+         services:\n  s: { servers: [h2c://127.0.0.1:50051] }\n",
+    );
+    let output = strait().args(["check", "config"]).arg(&file).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("entrypoints:"), "{stdout}");
+    // Defaults are filled in: the router lists the entrypoints it serves.
+    assert!(stdout.contains("entrypoints: [web]"), "{stdout}");
+    assert!(stdout.contains("url: h2c://127.0.0.1:50051"), "{stdout}");
+}
+
+#[test]
+fn check_config_reports_every_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.yaml",
+        "entrypoints:\n\
+         \x20 web: { address: 127.0.0.1:8080 }\n\
+         \x20 also: { address: 127.0.0.1:8080 }\n\
+         routers:\n\
+         \x20 r:\n\
+         \x20   service: missing\n\
+         \x20   timeout: 5 seconds\n\
+         \x20   mach: {}\n\
+         services:\n\
+         \x20 s: { servers: [ftp://127.0.0.1:21] }\n",
+    );
+    let output = strait().args(["check", "config"]).arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let name = file.display().to_string();
+    for (line_col, words) in [
+        ("3:20", "already used by entrypoint `web`"),
+        ("6:14", "service `missing`"),
+        ("7:14", "5 seconds"),
+        ("8:5", "unknown key `mach`"),
+        ("10:18", "ftp://"),
+    ] {
+        let prefix = format!("{name}:{line_col}: ");
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&prefix) && l.contains(words)),
+            "missing `{prefix}...{words}` in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("did you mean `match`?"), "{stderr}");
+    assert!(stderr.trim_end().ends_with("5 errors"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_an_invalid_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "bad.toml", "[entrypoints.web]\naddress = \"nowhere\"\n");
+    let output = strait().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("{}:2:11:", file.display())), "{stderr}");
+    assert!(stderr.contains("refusing to start"), "{stderr}");
+}
+
+#[test]
+fn run_reports_a_port_in_use() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "busy.yaml",
+        &format!("entrypoints:\n  web: {{ address: 127.0.0.1:{port} }}\n"),
+    );
+    let output = strait().args(["run", "--config"]).arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains(&format!("entrypoint `web` cannot listen on 127.0.0.1:{port}")), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_proxies_grpc_and_exits_cleanly_on_sigterm() {
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "strait.yaml",
+        &format!(
+            "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: echo }}\n\
+             services:\n  echo: {{ servers: ['{}'] }}\n",
+            backend.url()
+        ),
+    );
+    let process = Process::start(&["run", "--workers", "1", "--config", file.to_str().unwrap()]);
+    let addr = address_in(&process.wait_for("listening"));
+    process.wait_for("strait is serving");
+
+    let mut client = strait_test::echo_client(addr).await;
+    let reply = client
+        .unary(EchoRequest {
+            payload: "via the binary".into(),
+            repeat: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().payload, "via the binary");
+    assert_eq!(backend.calls(), 1);
+    drop(client);
+
+    let status = tokio::task::spawn_blocking(move || process.terminate()).await.unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// `strait run` with no config: the embedded default proxies to the built-in echo service
+/// on 127.0.0.1:8080, with the admin address on 127.0.0.1:9901.
+#[tokio::test]
+async fn run_without_config_serves_the_demo() {
+    let process = Process::start(&["run"]);
+    process.wait_for("strait is serving");
+    let addr: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+    let mut client = strait_test::echo_client(addr).await;
+    let reply = client
+        .unary(EchoRequest {
+            payload: "demo".into(),
+            repeat: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().payload, "demo");
+
+    let mut admin = tokio::net::TcpStream::connect("127.0.0.1:9901").await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    admin
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    admin.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(response.ends_with("ok\n"), "{response}");
+    drop(client);
+    let status = tokio::task::spawn_blocking(move || process.terminate()).await.unwrap();
+    assert!(status.success());
+}
