@@ -62,12 +62,17 @@ pub async fn serve(listener: TcpListener, state: AdminState, mut drain: DrainWat
 fn respond(request: &Request<Incoming>, state: &AdminState) -> Response<Body> {
     let (status, body) = match (request.method(), request.uri().path()) {
         (&Method::GET | &Method::HEAD, "/healthz") => (StatusCode::OK, "ok\n"),
-        (&Method::GET | &Method::HEAD, "/readyz") if state.is_ready() => (StatusCode::OK, "ready\n"),
+        (&Method::GET | &Method::HEAD, "/readyz") if state.is_ready() => {
+            (StatusCode::OK, "ready\n")
+        }
         (&Method::GET | &Method::HEAD, "/readyz") => {
             (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
         }
         (_, "/healthz" | "/readyz") => (StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
-        _ => (StatusCode::NOT_FOUND, "not found: try /healthz or /readyz\n"),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz or /readyz\n",
+        ),
     };
     let mut response = Response::new(strait_core::full(body));
     *response.status_mut() = status;

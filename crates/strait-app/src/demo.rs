@@ -42,8 +42,8 @@ pub async fn default_config() -> Result<(Config, SocketAddr), DemoError> {
         }
     });
     let text = DEFAULT_CONFIG.replace("{demo}", &address.to_string());
-    let config =
-        strait_config::parse_str(&text, Format::Yaml, "<embedded default>").map_err(DemoError::Config)?;
+    let config = strait_config::parse_str(&text, Format::Yaml, "<embedded default>")
+        .map_err(DemoError::Config)?;
     Ok((config, address))
 }
 

@@ -74,7 +74,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         Some(listener) => {
             let address = local_addr(&listener, "admin")?;
             info!(%address, "admin listening");
-            tasks.spawn(strait_admin::serve(listener, admin_state.clone(), watch.clone()));
+            tasks.spawn(strait_admin::serve(
+                listener,
+                admin_state.clone(),
+                watch.clone(),
+            ));
             Some(address)
         }
         None => None,

@@ -1,5 +1,7 @@
 //! Cancellation crosses the proxy at once in both directions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Bytes;
 use h2::Reason;
 use strait_grpc::echo::EchoRequest;
@@ -15,9 +17,12 @@ async fn client_reset_reaches_the_backend_as_cancel() {
     let addr = strait.entrypoint("web").unwrap();
 
     let mut h2 = raw::h2_connect(addr).await;
-    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Bidi").body(()).unwrap();
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Bidi")
+        .body(())
+        .unwrap();
     let (_response, mut body) = h2.send_request(head, false).unwrap();
-    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+        .unwrap();
     assert_eventually!(backend.request_count() == 1);
 
     body.send_reset(Reason::CANCEL);
@@ -32,9 +37,12 @@ async fn client_reset_after_request_end_reaches_the_backend() {
     let addr = strait.entrypoint("web").unwrap();
 
     let mut h2 = raw::h2_connect(addr).await;
-    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Unary").body(()).unwrap();
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Unary")
+        .body(())
+        .unwrap();
     let (_response, mut body) = h2.send_request(head, false).unwrap();
-    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true).unwrap();
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
     assert_eventually!(backend.request_count() == 1);
 
     body.send_reset(Reason::CANCEL);
@@ -55,7 +63,9 @@ async fn client_disconnect_resets_upstream_streams() {
     });
     let mut keep = Vec::new();
     for _ in 0..3 {
-        let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Bidi").body(()).unwrap();
+        let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Bidi")
+            .body(())
+            .unwrap();
         keep.push(h2.send_request(head, false).unwrap());
     }
     assert_eventually!(backend.request_count() == 3);
@@ -63,7 +73,11 @@ async fn client_disconnect_resets_upstream_streams() {
     connection.abort();
     drop((h2, keep));
     assert_eventually!(backend.resets().len() == 3);
-    assert!(backend.resets().iter().all(|r| *r == Reason::CANCEL), "{:?}", backend.resets());
+    assert!(
+        backend.resets().iter().all(|r| *r == Reason::CANCEL),
+        "{:?}",
+        backend.resets()
+    );
 }
 
 /// A tonic client drops a call the backend is still working on: the tonic handler is
@@ -75,7 +89,9 @@ async fn tonic_call_dropped_cancels_the_backend_handler() {
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
     let mut request = tonic::Request::new(EchoRequest::default());
-    request.metadata_mut().insert("x-test", "hang".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-test", "hang".parse().unwrap());
     let call = tokio::spawn(async move { client.unary(request).await });
     assert_eventually!(backend.calls() == 1);
     call.abort();
@@ -87,7 +103,9 @@ async fn tonic_call_dropped_cancels_the_backend_handler() {
 async fn upstream_reset_mid_stream_reaches_the_client() {
     // A raw backend that answers headers and one message, then resets when told to.
     let (reset_now, reset_signal) = tokio::sync::oneshot::channel::<()>();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (socket, _) = listener.accept().await.unwrap();
@@ -98,7 +116,9 @@ async fn upstream_reset_mid_stream_reaches_the_client() {
             .body(())
             .unwrap();
         let mut stream = respond.send_response(response, false).unwrap();
-        stream.send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false).unwrap();
+        stream
+            .send_data(Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+            .unwrap();
         let drive = async { while conn.accept().await.is_some() {} };
         tokio::select! {
             _ = drive => {}
@@ -112,11 +132,16 @@ async fn upstream_reset_mid_stream_reaches_the_client() {
     let addr = strait.entrypoint("web").unwrap();
 
     let mut h2 = raw::h2_connect(addr).await;
-    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/ServerStream").body(()).unwrap();
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/ServerStream")
+        .body(())
+        .unwrap();
     let (response, _) = h2.send_request(head, true).unwrap();
     let response = response.await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("grpc-status").is_none(), "{response:?}");
+    assert!(
+        response.headers().get("grpc-status").is_none(),
+        "{response:?}"
+    );
     let mut body = response.into_body();
     let first = body.data().await.unwrap().unwrap();
     assert_eq!(&first[..], &[0, 0, 0, 0, 0]);

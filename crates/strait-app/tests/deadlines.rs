@@ -6,6 +6,8 @@
 //! on loopback, so tests that need a message to arrive *before* a deadline use the real clock
 //! with generous margins.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use h2::Reason;
@@ -45,12 +47,18 @@ async fn strait_enforces_grpc_timeout_against_a_silent_backend() {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["grpc-status"], "4");
     assert!(response.body().is_end_stream(), "trailers-only");
-    assert!(waited >= Duration::from_secs(2), "answered after {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(2),
+        "answered after {waited:?}"
+    );
     assert!(waited < Duration::from_secs(3), "answered after {waited:?}");
 
     let sent = backend.observed.requests.lock().unwrap()[0].headers["grpc-timeout"].clone();
     let sent = strait_grpc::parse_timeout(sent.as_bytes()).unwrap();
-    assert!(sent <= Duration::from_secs(2) && sent > Duration::from_millis(1900), "{sent:?}");
+    assert!(
+        sent <= Duration::from_secs(2) && sent > Duration::from_millis(1900),
+        "{sent:?}"
+    );
     assert_eventually!(backend.resets() == vec![Reason::CANCEL]);
 }
 
@@ -66,13 +74,18 @@ async fn deadline_mid_stream_ends_with_deadline_exceeded_trailers() {
         payload: "a".into(),
         repeat: 0,
     });
-    request.metadata_mut().insert("x-test", "gap".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-test", "gap".parse().unwrap());
     let mut stream = client.server_stream(request).await.unwrap().into_inner();
     assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
     let started = Instant::now();
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-    assert!(started.elapsed() < GAP, "cut by the 2 s route timeout, not the gap");
+    assert!(
+        started.elapsed() < GAP,
+        "cut by the 2 s route timeout, not the gap"
+    );
     assert_eventually!(backend.cancelled() == 1);
 }
 
@@ -88,7 +101,10 @@ async fn remaining_time_is_propagated_and_capped_by_the_route() {
     client.unary(request).await.unwrap();
     let seen = backend.last_metadata();
     let seen = strait_grpc::parse_timeout(seen.get("grpc-timeout").unwrap().as_bytes()).unwrap();
-    assert!(seen <= Duration::from_secs(5) && seen > Duration::from_secs(4), "{seen:?}");
+    assert!(
+        seen <= Duration::from_secs(5) && seen > Duration::from_secs(4),
+        "{seen:?}"
+    );
 
     // The client allows 1 s, less than the router: the backend sees at most 1 s.
     let mut request = tonic::Request::new(EchoRequest::default());
@@ -96,7 +112,10 @@ async fn remaining_time_is_propagated_and_capped_by_the_route() {
     client.unary(request).await.unwrap();
     let seen = backend.last_metadata();
     let seen = strait_grpc::parse_timeout(seen.get("grpc-timeout").unwrap().as_bytes()).unwrap();
-    assert!(seen <= Duration::from_secs(1) && seen > Duration::from_millis(900), "{seen:?}");
+    assert!(
+        seen <= Duration::from_secs(1) && seen > Duration::from_millis(900),
+        "{seen:?}"
+    );
 }
 
 /// Nothing cuts a stream by default: a server stream with a 75 s silent gap completes.
@@ -110,7 +129,9 @@ async fn a_silent_gap_of_75s_survives() {
         payload: "a".into(),
         repeat: 0,
     });
-    request.metadata_mut().insert("x-test", "gap".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-test", "gap".parse().unwrap());
     let started = Instant::now();
     let mut stream = client.server_stream(request).await.unwrap().into_inner();
     assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
@@ -127,9 +148,14 @@ async fn route_timeout_for_plain_http_is_504() {
     let strait = start_strait(&config_with_route_timeout(&backend.url(), "1s")).await;
     let addr = strait.entrypoint("web").unwrap();
     let mut h2 = raw::h2_connect(addr).await;
-    let head = http::Request::get(format!("http://{addr}/slow")).body(()).unwrap();
+    let head = http::Request::get(format!("http://{addr}/slow"))
+        .body(())
+        .unwrap();
     let (response, _) = h2.send_request(head, true).unwrap();
     let response = response.await.unwrap();
     assert_eq!(response.status(), 504);
-    assert!(backend.observed.requests.lock().unwrap()[0].headers.get("grpc-timeout").is_none());
+    assert!(backend.observed.requests.lock().unwrap()[0]
+        .headers
+        .get("grpc-timeout")
+        .is_none());
 }

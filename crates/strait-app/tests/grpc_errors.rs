@@ -1,6 +1,8 @@
 //! Errors strait makes itself: trailers-only gRPC responses with the right code for gRPC
 //! requests, short plain-text statuses for everything else.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use h2::Reason;
 use strait_grpc::echo::EchoRequest;
 use strait_test::backend::TestBackend;
@@ -57,7 +59,11 @@ async fn no_route_is_unimplemented() {
 
     let status = echo_client(addr).await.unary(hello()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
-    assert!(status.message().contains("no router"), "{}", status.message());
+    assert!(
+        status.message().contains("no router"),
+        "{}",
+        status.message()
+    );
     assert_eq!(backend.calls(), 0);
 
     let (head, trailers_only) = raw_grpc_call(addr, "/other.Service/Call").await;
@@ -89,11 +95,16 @@ async fn plain_http_errors_are_http_statuses() {
     let mut h2 = raw::h2_connect(addr).await;
 
     for (path, status) in [("/nothing-here", 404), ("/api/x", 502)] {
-        let head = http::Request::get(format!("http://{addr}{path}")).body(()).unwrap();
+        let head = http::Request::get(format!("http://{addr}{path}"))
+            .body(())
+            .unwrap();
         let (response, _) = h2.send_request(head, true).unwrap();
         let response = response.await.unwrap();
         assert_eq!(response.status(), status, "{path}");
-        assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; charset=utf-8"
+        );
         assert!(response.headers().get("grpc-status").is_none());
     }
 }

@@ -1,9 +1,11 @@
 //! Headers, trailers and rich error details pass through strait byte for byte.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use strait_grpc::echo::EchoRequest;
 use strait_test::backend::{self, TestBackend};
 use strait_test::{echo_client, single_service_config, start_strait};
-use tonic::metadata::{MetadataValue};
+use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
 
 fn request(mode: Option<&str>, repeat: u32) -> Request<EchoRequest> {
@@ -12,7 +14,9 @@ fn request(mode: Option<&str>, repeat: u32) -> Request<EchoRequest> {
         repeat,
     });
     if let Some(mode) = mode {
-        request.metadata_mut().insert("x-test", mode.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-test", mode.parse().unwrap());
     }
     request
 }
@@ -20,8 +24,15 @@ fn request(mode: Option<&str>, repeat: u32) -> Request<EchoRequest> {
 fn assert_rich_failure(status: &tonic::Status) {
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert_eq!(status.message(), "precondition failed: ünïcode and 100%");
-    assert_eq!(status.details(), &backend::details()[..], "grpc-status-details-bin changed");
-    let bin = status.metadata().get_bin("x-trailer-bin").expect("-bin trailer arrives");
+    assert_eq!(
+        status.details(),
+        &backend::details()[..],
+        "grpc-status-details-bin changed"
+    );
+    let bin = status
+        .metadata()
+        .get_bin("x-trailer-bin")
+        .expect("-bin trailer arrives");
     assert_eq!(bin.to_bytes().unwrap(), backend::TRAILER_BIN);
     assert_eq!(status.metadata().get("x-trailer").unwrap(), "trailer-value");
 }
@@ -34,7 +45,8 @@ async fn request_and_response_metadata_including_bin() {
 
     let binary: &[u8] = &[0, 159, 146, 150, 255, 10];
     let mut call = request(None, 0);
-    call.metadata_mut().insert("x-echo-text", "plain".parse().unwrap());
+    call.metadata_mut()
+        .insert("x-echo-text", "plain".parse().unwrap());
     call.metadata_mut()
         .insert_bin("x-echo-bin", MetadataValue::from_bytes(binary));
     let response = client.unary(call).await.unwrap();
@@ -44,8 +56,14 @@ async fn request_and_response_metadata_including_bin() {
     assert_eq!(echoed.to_bytes().unwrap(), binary);
 
     let seen = backend.last_metadata();
-    assert_eq!(seen.get_bin("x-echo-bin").unwrap().to_bytes().unwrap(), binary);
-    assert_eq!(seen.get("te").map(|v| v.to_str().unwrap()), Some("trailers"));
+    assert_eq!(
+        seen.get_bin("x-echo-bin").unwrap().to_bytes().unwrap(),
+        binary
+    );
+    assert_eq!(
+        seen.get("te").map(|v| v.to_str().unwrap()),
+        Some("trailers")
+    );
 }
 
 /// A unary error is a trailers-only response: status, message, details and metadata all in
@@ -93,10 +111,14 @@ async fn ok_status_arrives_in_trailers() {
         .body(())
         .unwrap();
     let (response, mut body) = h2.send_request(head, false).unwrap();
-    body.send_data(bytes::Bytes::copy_from_slice(&message), true).unwrap();
+    body.send_data(bytes::Bytes::copy_from_slice(&message), true)
+        .unwrap();
     let response = response.await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers().get("grpc-status").is_none(), "not trailers-only");
+    assert!(
+        response.headers().get("grpc-status").is_none(),
+        "not trailers-only"
+    );
     let mut recv = response.into_body();
     let mut data = Vec::new();
     while let Some(chunk) = recv.data().await {

@@ -1,6 +1,8 @@
 //! Every gRPC streaming kind through a real strait to a real tonic backend, with large
 //! messages and many concurrent streams on one connection.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use bytes::Bytes;
 use strait_grpc::echo::{EchoClient, EchoRequest};
 use strait_test::backend::TestBackend;
@@ -26,7 +28,11 @@ fn request(payload: impl Into<Bytes>, repeat: u32) -> EchoRequest {
 #[tokio::test]
 async fn unary() {
     let (backend, _strait, mut client) = setup().await;
-    let reply = client.unary(request("hello", 0)).await.unwrap().into_inner();
+    let reply = client
+        .unary(request("hello", 0))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(reply.payload, "hello");
     assert_eq!(backend.calls(), 1);
 }
@@ -74,7 +80,11 @@ async fn bidi_streaming_is_not_buffered() {
         .into_inner();
     for i in 0..20u32 {
         tx.send(request(format!("ping {i}"), 0)).await.unwrap();
-        let reply = replies.message().await.unwrap().expect("a reply per message");
+        let reply = replies
+            .message()
+            .await
+            .unwrap()
+            .expect("a reply per message");
         assert_eq!(reply.payload, format!("ping {i}").as_bytes());
         assert_eq!(reply.index, i);
     }
@@ -85,9 +95,19 @@ async fn bidi_streaming_is_not_buffered() {
 #[tokio::test]
 async fn sixteen_mib_messages_both_ways() {
     let (_backend, _strait, mut client) = setup().await;
-    let big: Bytes = (0..16 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect::<Vec<_>>().into();
-    let reply = client.unary(request(big.clone(), 0)).await.unwrap().into_inner();
-    assert!(reply.payload == big, "16 MiB unary payload came back changed");
+    let big: Bytes = (0..16 * 1024 * 1024 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<_>>()
+        .into();
+    let reply = client
+        .unary(request(big.clone(), 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        reply.payload == big,
+        "16 MiB unary payload came back changed"
+    );
 
     let messages = vec![request(big.clone(), 0), request(big.clone(), 0)];
     let mut replies = client
@@ -115,7 +135,11 @@ async fn two_hundred_concurrent_streams_on_one_connection() {
         let mut client = client.clone();
         senders.push(tx);
         streams.push(tokio::spawn(async move {
-            client.bidi(ReceiverStream::new(rx)).await.unwrap().into_inner()
+            client
+                .bidi(ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner()
         }));
     }
     let mut open = Vec::new();

@@ -1,6 +1,8 @@
 //! One plaintext port serves HTTP/1.1, h2c with prior knowledge and h2c via `Upgrade`, and
 //! translates between HTTP/1.1 and HTTP/2 in both directions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::process::Command;
 
@@ -44,14 +46,26 @@ async fn http1_get_to_http1_backend_with_forwarding_headers() {
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    assert!(response.contains("x-backend-version: HTTP/1.1"), "{response}");
+    assert!(
+        response.contains("x-backend-version: HTTP/1.1"),
+        "{response}"
+    );
     assert!(response.contains("uri: /hello?x=1\n"), "{response}");
     assert!(response.contains("host: api.example.com\n"), "{response}");
     assert!(response.contains("x-keep: yes\n"), "{response}");
-    assert!(response.contains("x-forwarded-for: 192.0.2.9, 127.0.0.1\n"), "{response}");
+    assert!(
+        response.contains("x-forwarded-for: 192.0.2.9, 127.0.0.1\n"),
+        "{response}"
+    );
     assert!(response.contains("x-forwarded-proto: http\n"), "{response}");
-    assert!(response.contains("forwarded: for=127.0.0.1;proto=http;host=\"api.example.com\"\n"), "{response}");
-    assert!(!response.contains("x-hop"), "a header named in Connection leaked: {response}");
+    assert!(
+        response.contains("forwarded: for=127.0.0.1;proto=http;host=\"api.example.com\"\n"),
+        "{response}"
+    );
+    assert!(
+        !response.contains("x-hop"),
+        "a header named in Connection leaked: {response}"
+    );
     assert!(!response.contains("keep-alive: timeout"), "{response}");
 }
 
@@ -68,11 +82,23 @@ async fn http1_chunked_post_to_h2c_backend() {
     )
     .await;
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
-    assert!(response.contains("x-backend-version: HTTP/2.0"), "{response}");
+    assert!(
+        response.contains("x-backend-version: HTTP/2.0"),
+        "{response}"
+    );
     assert!(response.contains("method: POST\n"), "{response}");
-    assert!(response.contains("uri: http://files.test/upload\n"), "{response}");
-    assert!(response.ends_with("\n\nhello world") || response.contains("\n\nhello world"), "{response}");
-    assert!(!response.contains("transfer-encoding: chunked\n"), "hop-by-hop header reached the backend: {response}");
+    assert!(
+        response.contains("uri: http://files.test/upload\n"),
+        "{response}"
+    );
+    assert!(
+        response.ends_with("\n\nhello world") || response.contains("\n\nhello world"),
+        "{response}"
+    );
+    assert!(
+        !response.contains("transfer-encoding: chunked\n"),
+        "hop-by-hop header reached the backend: {response}"
+    );
 }
 
 #[tokio::test]
@@ -97,7 +123,12 @@ async fn h2_client_to_http1_backend() {
     let strait = start_strait(&single_service_config(&[backend.url("http")])).await;
     let addr = strait.entrypoint("web").unwrap();
     let output = tokio::task::spawn_blocking(move || {
-        curl(&["--http2-prior-knowledge", "-d", "payload", &format!("http://{addr}/h2-to-h1")])
+        curl(&[
+            "--http2-prior-knowledge",
+            "-d",
+            "payload",
+            &format!("http://{addr}/h2-to-h1"),
+        ])
     })
     .await
     .unwrap();
@@ -125,7 +156,10 @@ async fn upgrade_h2c_with_curl() {
     })
     .await
     .unwrap();
-    assert!(output.starts_with("HTTP/1.1 101 Switching Protocols"), "{output}");
+    assert!(
+        output.starts_with("HTTP/1.1 101 Switching Protocols"),
+        "{output}"
+    );
     assert_eq!(output.matches("HTTP/2 200").count(), 2, "{output}");
     assert!(output.contains("uri: http://127.0.0.1"), "{output}");
     assert!(output.contains("/first?q=1\n"), "{output}");

@@ -1,5 +1,7 @@
 //! One test per kind of config error, each pinning file, line, column and message.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use strait_config::{parse_str, ConfigError, Format};
 
 fn errors(text: &str, format: Format) -> Vec<ConfigError> {

@@ -1,5 +1,7 @@
 //! The design document's example, in YAML and TOML, and the effective-config round trip.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use strait_config::{parse_str, Format, HostMatch, UpstreamScheme, ValueMatch};

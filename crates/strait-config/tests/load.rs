@@ -1,5 +1,7 @@
 //! Reading config files from disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 
 use strait_config::load;

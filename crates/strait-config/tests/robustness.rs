@@ -1,6 +1,8 @@
 //! Broken input gets errors, never a panic: every prefix of a real config, and every text
 //! with one character removed, in both formats.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use strait_config::{parse_str, Format};
 
 const YAML: &str = r#"admin: { address: "127.0.0.1:9901" }

@@ -70,7 +70,10 @@ mod tests {
     fn grpc_content_types() {
         let mut h = HeaderMap::new();
         assert!(!is_grpc(&h));
-        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc+proto"));
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc+proto"),
+        );
         assert!(is_grpc(&h));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         assert!(!is_grpc(&h));

@@ -60,19 +60,37 @@ mod tests {
         assert_eq!(parse_timeout(b"10S"), Some(Duration::from_secs(10)));
         assert_eq!(parse_timeout(b"250m"), Some(Duration::from_millis(250)));
         assert_eq!(parse_timeout(b"7u"), Some(Duration::from_micros(7)));
-        assert_eq!(parse_timeout(b"99999999n"), Some(Duration::from_nanos(99_999_999)));
+        assert_eq!(
+            parse_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
     }
 
     #[test]
     fn rejects_bad_values() {
-        for bad in [&b""[..], b"S", b"10", b"10s", b"123456789S", b"-1S", b"1.5S", b" 1S"] {
-            assert_eq!(parse_timeout(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"S",
+            b"10",
+            b"10s",
+            b"123456789S",
+            b"-1S",
+            b"1.5S",
+            b" 1S",
+        ] {
+            assert_eq!(
+                parse_timeout(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
     #[test]
     fn encodes_in_a_unit_that_fits_and_never_rounds_down() {
-        assert_eq!(encode_timeout(Duration::from_millis(250)), "250000000n");
+        assert_eq!(encode_timeout(Duration::from_millis(25)), "25000000n");
+        assert_eq!(encode_timeout(Duration::from_millis(250)), "250000u");
         assert_eq!(encode_timeout(Duration::from_secs(10)), "10000000u");
         assert_eq!(encode_timeout(Duration::from_secs(1000)), "1000000m");
         assert_eq!(encode_timeout(Duration::ZERO), "1n");

@@ -92,10 +92,8 @@ fn wants_h2c(request: &Request<Incoming>) -> bool {
     let headers = request.headers();
     let has_token = |name: http::header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     let no_body = !headers.contains_key(TRANSFER_ENCODING)
@@ -160,7 +158,8 @@ async fn read_preface<R: AsyncRead + Unpin>(io: &mut R) -> io::Result<BytesMut> 
         ));
     }
     let header = &buf[PREFACE.len()..];
-    let length = usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let length =
+        usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
     if header[3] != FRAME_SETTINGS || header[4] & FLAG_ACK != 0 || length > DEFAULT_MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -202,7 +201,8 @@ fn headers_frames(parts: &Parts) -> Bytes {
         hpack_literal(&mut block, name.as_str().as_bytes(), value.as_bytes());
     }
 
-    let mut frames = BytesMut::with_capacity(block.len() + 9 * (1 + block.len() / DEFAULT_MAX_FRAME));
+    let mut frames =
+        BytesMut::with_capacity(block.len() + 9 * (1 + block.len() / DEFAULT_MAX_FRAME));
     let mut chunks = block.chunks(DEFAULT_MAX_FRAME).peekable();
     let mut first = true;
     while let Some(chunk) = chunks.next() {

@@ -60,8 +60,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     // `te` may only say `trailers` across HTTP/2, and gRPC needs exactly that.
     let wants_trailers = headers.get_all(TE).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
     });
     headers.remove(TE);
     if wants_trailers {
@@ -174,7 +176,13 @@ mod tests {
             "http://api.example.com:8080/shop.Orders/Place?x=1"
         );
         let h = request.headers();
-        for gone in ["host", "connection", "x-secret-hop", "keep-alive", "transfer-encoding"] {
+        for gone in [
+            "host",
+            "connection",
+            "x-secret-hop",
+            "keep-alive",
+            "transfer-encoding",
+        ] {
             assert!(!h.contains_key(gone), "{gone} must be removed");
         }
         assert_eq!(h["te"], "trailers");

@@ -1,4 +1,4 @@
-use http::header::{CONTENT_TYPE, HeaderValue};
+use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_grpc::Code;
@@ -48,7 +48,11 @@ mod tests {
     use super::*;
 
     fn err(kind: ErrorKind, side: Side) -> ProxyError {
-        ProxyError::new(kind, side, "cannot connect to endpoint h2c://10.0.0.7:50051")
+        ProxyError::new(
+            kind,
+            side,
+            "cannot connect to endpoint h2c://10.0.0.7:50051",
+        )
     }
 
     #[test]

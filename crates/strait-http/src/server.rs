@@ -52,7 +52,12 @@ pub async fn serve<H: Handler>(
             remote,
             local,
         });
-        tokio::spawn(serve_connection(stream, conn, handler.clone(), drain.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            conn,
+            handler.clone(),
+            drain.clone(),
+        ));
     }
 }
 

@@ -16,7 +16,10 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Every byte value, so a byte-exact check of `grpc-status-details-bin` means something.
 pub fn details() -> Bytes {
-    (0..=255u8).chain([0, 0, 255, 10, 13]).collect::<Vec<_>>().into()
+    (0..=255u8)
+        .chain([0, 0, 255, 10, 13])
+        .collect::<Vec<_>>()
+        .into()
 }
 
 pub const TRAILER_BIN: &[u8] = &[0, 1, 2, 254, 255];
@@ -210,7 +213,12 @@ impl Echo for TestEcho {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let guard = self.guard();
         tokio::spawn(async move {
-            let reply = |index| Ok(EchoReply { payload: payload.clone(), index });
+            let reply = |index| {
+                Ok(EchoReply {
+                    payload: payload.clone(),
+                    index,
+                })
+            };
             match mode.as_deref() {
                 Some("gap") => {
                     let _ = tx.send(reply(0)).await;

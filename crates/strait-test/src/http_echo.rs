@@ -34,7 +34,9 @@ impl HttpEcho {
         let counter = requests.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
@@ -77,7 +79,10 @@ async fn describe(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
         parts.version, parts.method, parts.uri
     );
     for (name, value) in &parts.headers {
-        text.push_str(&format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes())));
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
     }
     text.push('\n');
     text.push_str(&String::from_utf8_lossy(&body));

@@ -41,7 +41,11 @@ pub async fn start_strait(yaml: &str) -> Running {
         Ok(config) => config,
         Err(errors) => panic!(
             "test config is invalid:\n{}",
-            errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
     };
     strait_app::start(config).await.expect("strait starts")
@@ -50,7 +54,10 @@ pub async fn start_strait(yaml: &str) -> Running {
 /// The usual test setup: one plaintext entrypoint `web` on a free port, one catch-all router
 /// to service `backend` with the given server URLs.
 pub fn single_service_config(servers: &[String]) -> String {
-    let servers: String = servers.iter().map(|s| format!("      - url: {s}\n")).collect();
+    let servers: String = servers
+        .iter()
+        .map(|s| format!("      - url: {s}\n"))
+        .collect();
     format!(
         "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\n\
          routers:\n  all: {{ service: backend }}\n\
@@ -76,6 +83,8 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 
 /// A TCP port on 127.0.0.1 with nothing listening (bound, then released).
 pub async fn closed_port() -> u16 {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     listener.local_addr().unwrap().port()
 }

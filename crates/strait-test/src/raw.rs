@@ -43,10 +43,14 @@ impl SilentBackend {
         let o = observed.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((socket, _)) = listener.accept().await else { return };
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
                 let o = o.clone();
                 tokio::spawn(async move {
-                    let Ok(mut conn) = h2::server::handshake(socket).await else { return };
+                    let Ok(mut conn) = h2::server::handshake(socket).await else {
+                        return;
+                    };
                     while let Some(Ok((request, mut respond))) = conn.accept().await {
                         o.requests.lock().unwrap().push(request.into_parts().0);
                         if let Some(reason) = reset {
@@ -65,7 +69,11 @@ impl SilentBackend {
                 });
             }
         });
-        SilentBackend { addr, observed, task }
+        SilentBackend {
+            addr,
+            observed,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {

@@ -53,7 +53,11 @@ impl H1Pool {
     }
 
     pub(crate) fn open_connections(&self) -> usize {
-        let mut idle = self.shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self
+            .shared
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         idle.retain(|s| !s.is_closed());
         idle.len()
     }
@@ -89,7 +93,11 @@ impl H1Pool {
     }
 
     fn take_idle(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = self
+            .shared
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         while let Some(sender) = idle.pop() {
             if !sender.is_closed() {
                 return Some(sender);

@@ -164,7 +164,10 @@ impl H2Pool {
                 ProxyError::new(
                     ErrorKind::Connect,
                     Side::Upstream,
-                    format!("HTTP/2 handshake with endpoint {} failed", self.target.label),
+                    format!(
+                        "HTTP/2 handshake with endpoint {} failed",
+                        self.target.label
+                    ),
                 )
                 .with_source(e)
             })?;

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing::{error, info};
 
 #[derive(Parser, Debug)]
-#[command(name = "strait", version, about = "A gRPC-native edge proxy and API gateway for HTTP/2")]
+#[command(
+    name = "strait",
+    version,
+    about = "A gRPC-native edge proxy and API gateway for HTTP/2"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -86,7 +90,10 @@ fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
                 for e in &errors {
                     error!("{e}");
                 }
-                error!("{}: refusing to start with an invalid config", path.display());
+                error!(
+                    "{}: refusing to start with an invalid config",
+                    path.display()
+                );
                 return ExitCode::FAILURE;
             }
         },

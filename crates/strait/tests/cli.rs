@@ -1,5 +1,7 @@
 //! The `strait` command line as a user runs it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -60,7 +62,11 @@ impl Process {
 
     fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
         self.child.wait().unwrap()
     }
 }
@@ -99,8 +105,16 @@ fn check_config_prints_the_effective_config() {
         "entrypoints:\n  web: { address: 127.0.0.1:8080 }\nrouters:\n  r: { service: s }\n\
          services:\n  s: { servers: [h2c://127.0.0.1:50051] }\n",
     );
-    let output = strait().args(["check", "config"]).arg(&file).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = strait()
+        .args(["check", "config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(stdout.contains("entrypoints:"), "{stdout}");
     // Defaults are filled in: the router lists the entrypoints it serves.
@@ -125,7 +139,11 @@ fn check_config_reports_every_error_with_its_location() {
          services:\n\
          \x20 s: { servers: [ftp://127.0.0.1:21] }\n",
     );
-    let output = strait().args(["check", "config"]).arg(&file).output().unwrap();
+    let output = strait()
+        .args(["check", "config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
     let name = file.display().to_string();
@@ -138,7 +156,9 @@ fn check_config_reports_every_error_with_its_location() {
     ] {
         let prefix = format!("{name}:{line_col}: ");
         assert!(
-            stderr.lines().any(|l| l.starts_with(&prefix) && l.contains(words)),
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(words)),
             "missing `{prefix}...{words}` in:\n{stderr}"
         );
     }
@@ -149,11 +169,22 @@ fn check_config_reports_every_error_with_its_location() {
 #[test]
 fn run_refuses_an_invalid_config() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "bad.toml", "[entrypoints.web]\naddress = \"nowhere\"\n");
-    let output = strait().args(["run", "--config"]).arg(&file).output().unwrap();
+    let file = write(
+        dir.path(),
+        "bad.toml",
+        "[entrypoints.web]\naddress = \"nowhere\"\n",
+    );
+    let output = strait()
+        .args(["run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains(&format!("{}:2:11:", file.display())), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}:2:11:", file.display())),
+        "{stderr}"
+    );
     assert!(stderr.contains("refusing to start"), "{stderr}");
 }
 
@@ -167,10 +198,19 @@ fn run_reports_a_port_in_use() {
         "busy.yaml",
         &format!("entrypoints:\n  web: {{ address: 127.0.0.1:{port} }}\n"),
     );
-    let output = strait().args(["run", "--config"]).arg(&file).output().unwrap();
+    let output = strait()
+        .args(["run", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stderr.contains(&format!("entrypoint `web` cannot listen on 127.0.0.1:{port}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "entrypoint `web` cannot listen on 127.0.0.1:{port}"
+        )),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -202,7 +242,9 @@ async fn run_proxies_grpc_and_exits_cleanly_on_sigterm() {
     assert_eq!(backend.calls(), 1);
     drop(client);
 
-    let status = tokio::task::spawn_blocking(move || process.terminate()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -223,7 +265,9 @@ async fn run_without_config_serves_the_demo() {
         .unwrap();
     assert_eq!(reply.into_inner().payload, "demo");
 
-    let mut admin = tokio::net::TcpStream::connect("127.0.0.1:9901").await.unwrap();
+    let mut admin = tokio::net::TcpStream::connect("127.0.0.1:9901")
+        .await
+        .unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     admin
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n")
@@ -234,6 +278,8 @@ async fn run_without_config_serves_the_demo() {
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
     drop(client);
-    let status = tokio::task::spawn_blocking(move || process.terminate()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .unwrap();
     assert!(status.success());
 }

@@ -27,11 +27,20 @@ fn host_exact_and_wildcard() {
         "  exact: { match: { host: api.example.com }, service: a }\n\
          \x20 wild: { match: { host: '*.example.com' }, service: a }\n",
     );
-    assert_eq!(route(&t, get("http://API.example.com:8080/")).as_deref(), Some("exact"));
-    assert_eq!(route(&t, get("http://x.y.example.com/")).as_deref(), Some("wild"));
+    assert_eq!(
+        route(&t, get("http://API.example.com:8080/")).as_deref(),
+        Some("exact")
+    );
+    assert_eq!(
+        route(&t, get("http://x.y.example.com/")).as_deref(),
+        Some("wild")
+    );
     assert_eq!(route(&t, get("http://example.com/")), None);
     assert_eq!(route(&t, get("http://badexample.com/")), None);
-    let via_host_header = Request::get("/").header("host", "shop.example.com").body(()).unwrap();
+    let via_host_header = Request::get("/")
+        .header("host", "shop.example.com")
+        .body(())
+        .unwrap();
     assert_eq!(route(&t, via_host_header).as_deref(), Some("wild"));
 }
 
@@ -54,9 +63,18 @@ fn grpc_service_and_method() {
          \x20 place: { match: { grpc_service: shop.Orders, grpc_method: Place }, service: a }\n\
          \x20 any_health: { match: { grpc_method: Check }, service: a }\n",
     );
-    assert_eq!(route(&t, get("/shop.Orders/Place")).as_deref(), Some("place"));
-    assert_eq!(route(&t, get("/shop.Orders/Cancel")).as_deref(), Some("svc"));
-    assert_eq!(route(&t, get("/grpc.health.v1.Health/Check")).as_deref(), Some("any_health"));
+    assert_eq!(
+        route(&t, get("/shop.Orders/Place")).as_deref(),
+        Some("place")
+    );
+    assert_eq!(
+        route(&t, get("/shop.Orders/Cancel")).as_deref(),
+        Some("svc")
+    );
+    assert_eq!(
+        route(&t, get("/grpc.health.v1.Health/Check")).as_deref(),
+        Some("any_health")
+    );
     assert_eq!(route(&t, get("/shop.Orders")), None);
     assert_eq!(route(&t, get("/shop.Orders/Place/extra")), None);
 }
@@ -73,14 +91,19 @@ fn method_headers_and_query_must_all_hold() {
             .header("x-debug", "")
     };
     assert_eq!(route(&t, ok().body(()).unwrap()).as_deref(), Some("canary"));
-    let wrong_method = Request::get("/x?user=al").header("x-env", "canary").header("x-ver", "v2").header("x-debug", "1");
+    let wrong_method = Request::get("/x?user=al")
+        .header("x-env", "canary")
+        .header("x-ver", "v2")
+        .header("x-debug", "1");
     assert_eq!(route(&t, wrong_method.body(()).unwrap()), None);
     // Regexes match the whole value: `v[0-9]` does not match `v10`.
     let v10 = ok().header("x-ver", "v10");
     let mut r = v10.body(()).unwrap();
     r.headers_mut().insert("x-ver", "v10".parse().unwrap());
     assert_eq!(route(&t, r), None);
-    let no_debug = Request::post("/x?user=al").header("x-env", "canary").header("x-ver", "v2");
+    let no_debug = Request::post("/x?user=al")
+        .header("x-env", "canary")
+        .header("x-ver", "v2");
     assert_eq!(route(&t, no_debug.body(()).unwrap()), None);
     let bad_query = ok().uri("/x?user=bob").body(()).unwrap();
     assert_eq!(route(&t, bad_query), None);
@@ -101,8 +124,14 @@ fn host_outranks_path() {
         "  by_path: { match: { path: /a }, service: a }\n\
          \x20 by_host: { match: { host: '*.example.com' }, service: a }\n",
     );
-    assert_eq!(route(&t, get("http://x.example.com/a")).as_deref(), Some("by_host"));
-    assert_eq!(route(&t, get("http://other.test/a")).as_deref(), Some("by_path"));
+    assert_eq!(
+        route(&t, get("http://x.example.com/a")).as_deref(),
+        Some("by_host")
+    );
+    assert_eq!(
+        route(&t, get("http://other.test/a")).as_deref(),
+        Some("by_path")
+    );
 }
 
 #[test]
