@@ -76,11 +76,16 @@ impl Drop for TestBackend {
 
 impl TestBackend {
     pub async fn start() -> TestBackend {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        Self::serve(listener)
+        Self::start_with_max_streams(None).await
     }
 
-    pub fn serve(listener: TcpListener) -> TestBackend {
+    /// A backend that advertises SETTINGS_MAX_CONCURRENT_STREAMS = `max`.
+    pub async fn start_with_max_streams(max: Option<u32>) -> TestBackend {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        Self::serve(listener, max)
+    }
+
+    fn serve(listener: TcpListener, max_streams: Option<u32>) -> TestBackend {
         let addr = listener.local_addr().unwrap();
         let observed = Observed::default();
         let connections = observed.connections.clone();
@@ -94,6 +99,7 @@ impl TestBackend {
         .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE);
         let task = tokio::spawn(async move {
             let _ = tonic::transport::Server::builder()
+                .max_concurrent_streams(max_streams)
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await;

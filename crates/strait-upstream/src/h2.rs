@@ -19,6 +19,10 @@ use crate::connect::Target;
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 16 << 20;
 
+/// Streams per connection assumed until the backend's SETTINGS say otherwise (h2 reports
+/// "unlimited" until then); RFC 9113 recommends servers allow at least 100.
+const ASSUMED_MAX_STREAMS: usize = 100;
+
 /// How many times a request is moved to another connection when the one it was given turned
 /// out to be closing before anything was sent on it.
 const READY_ATTEMPTS: usize = 3;
@@ -30,6 +34,9 @@ const READY_ATTEMPTS: usize = 3;
 pub(crate) struct H2Pool {
     target: Target,
     conns: Mutex<Vec<Arc<H2Conn>>>,
+    /// The backend's SETTINGS_MAX_CONCURRENT_STREAMS as last seen on any connection (0: not
+    /// yet), so a new connection is not overfilled before its own SETTINGS arrive.
+    learned_max: Arc<AtomicUsize>,
     /// One connect at a time: a burst of requests waits for one new connection instead of
     /// opening one each.
     connecting: tokio::sync::Mutex<()>,
@@ -73,6 +80,7 @@ impl H2Pool {
         H2Pool {
             target,
             conns: Mutex::new(Vec::new()),
+            learned_max: Arc::new(AtomicUsize::new(0)),
             connecting: tokio::sync::Mutex::new(()),
         }
     }
@@ -171,19 +179,27 @@ impl H2Pool {
                 )
                 .with_source(e)
             })?;
+        let initial = match self.learned_max.load(Ordering::Acquire) {
+            0 => ASSUMED_MAX_STREAMS,
+            learned => learned,
+        };
         let state = Arc::new(ConnState {
             active: AtomicUsize::new(0),
-            max: AtomicUsize::new(connection.max_concurrent_send_streams()),
+            max: AtomicUsize::new(initial),
             closed: AtomicBool::new(false),
         });
         let watched = state.clone();
+        let learned = self.learned_max.clone();
         let label = self.target.label.clone();
         tokio::spawn(async move {
             let result = poll_fn(|cx| {
                 let polled = Pin::new(&mut connection).poll(cx);
-                watched
-                    .max
-                    .store(connection.max_concurrent_send_streams(), Ordering::Release);
+                // h2 reports "unlimited" until the backend's SETTINGS have been read.
+                let max = connection.max_concurrent_send_streams();
+                if max != usize::MAX {
+                    watched.max.store(max, Ordering::Release);
+                    learned.store(max, Ordering::Release);
+                }
                 polled
             })
             .await;

@@ -1,0 +1,89 @@
+//! Upstream connections are shared: HTTP/2 streams multiplex up to the backend's
+//! SETTINGS_MAX_CONCURRENT_STREAMS and a new connection opens only past it; HTTP/1.1
+//! connections are kept and reused. Every request is balanced on its own.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use strait_grpc::echo::EchoRequest;
+use strait_test::backend::TestBackend;
+use strait_test::http_echo::HttpEcho;
+use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
+
+fn hanging() -> tonic::Request<EchoRequest> {
+    let mut request = tonic::Request::new(EchoRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-test", "hang".parse().unwrap());
+    request
+}
+
+#[tokio::test]
+async fn a_new_connection_opens_when_the_backend_stream_limit_is_reached() {
+    let backend = TestBackend::start_with_max_streams(Some(10)).await;
+    let strait = start_strait(&single_service_config(&[backend.url()])).await;
+    let client = echo_client(strait.entrypoint("web").unwrap()).await;
+
+    // One call first, so strait has read the backend's SETTINGS.
+    client.clone().unary(EchoRequest::default()).await.unwrap();
+    assert_eq!(backend.connections(), 1);
+
+    let calls: Vec<_> = (0..25)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.unary(hanging()).await })
+        })
+        .collect();
+    assert_eventually!(backend.calls() == 26);
+    assert_eq!(
+        backend.connections(),
+        3,
+        "25 open streams at 10 per connection"
+    );
+    for call in calls {
+        call.abort();
+    }
+    assert_eventually!(backend.cancelled() == 25);
+
+    // The freed connections take new streams again without opening more.
+    client.clone().unary(EchoRequest::default()).await.unwrap();
+    assert_eq!(backend.connections(), 3);
+}
+
+#[tokio::test]
+async fn requests_are_balanced_one_by_one_with_weights() {
+    let light = TestBackend::start().await;
+    let heavy = TestBackend::start().await;
+    let yaml = format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: b }}\n\
+         services:\n  b:\n    servers:\n      - {{ url: '{}', weight: 1 }}\n      - {{ url: '{}', weight: 3 }}\n",
+        light.url(),
+        heavy.url()
+    );
+    let strait = start_strait(&yaml).await;
+    // One client connection: a connection-level balancer would send everything to one
+    // backend.
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    for _ in 0..40 {
+        client.unary(EchoRequest::default()).await.unwrap();
+    }
+    assert_eq!((light.calls(), heavy.calls()), (10, 30));
+}
+
+#[tokio::test]
+async fn http1_upstream_connections_are_reused() {
+    let backend = HttpEcho::start().await;
+    let strait = start_strait(&single_service_config(&[backend.url("http")])).await;
+    let addr = strait.entrypoint("web").unwrap();
+    let mut h2 = strait_test::raw::h2_connect(addr).await;
+    for i in 0..10 {
+        let head = http::Request::get(format!("http://{addr}/r{i}"))
+            .body(())
+            .unwrap();
+        let (response, _) = h2.send_request(head, true).unwrap();
+        let mut body = response.await.unwrap().into_body();
+        while let Some(chunk) = body.data().await {
+            chunk.unwrap();
+        }
+    }
+    assert_eq!(backend.requests(), 10);
+    assert_eq!(backend.connections(), 1);
+}
