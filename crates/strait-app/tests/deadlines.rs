@@ -159,3 +159,25 @@ async fn route_timeout_for_plain_http_is_504() {
         .get("grpc-timeout")
         .is_none());
 }
+
+/// A client-streaming call past its deadline while the client is still sending: the client
+/// gets DEADLINE_EXCEEDED and the upstream stream is reset at once, not when the client stops.
+#[tokio::test(start_paused = true)]
+async fn deadline_resets_upstream_while_the_client_still_streams() {
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&single_service_config(&[backend.url()])).await;
+    let addr = strait.entrypoint("web").unwrap();
+
+    let mut h2 = raw::h2_connect(addr).await;
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/ClientStream")
+        .header("grpc-timeout", "1S")
+        .body(())
+        .unwrap();
+    let (response, mut body) = h2.send_request(head, false).unwrap();
+    body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "4");
+    assert_eventually!(backend.resets() == vec![Reason::CANCEL]);
+    drop(body);
+}

@@ -123,14 +123,15 @@ async fn sixteen_mib_messages_both_ways() {
     assert_eq!(count, 2);
 }
 
-/// 200 streams open at the same time on one client connection, each answered while all are
-/// open; the backend is reached over shared connections, not one per stream.
+/// 250 streams open at the same time on one client connection (more than hyper's default
+/// limit of 200), each answered while all are open; the backend is reached over a few shared
+/// connections, not one per stream.
 #[tokio::test]
-async fn two_hundred_concurrent_streams_on_one_connection() {
+async fn two_hundred_fifty_concurrent_streams_on_one_connection() {
     let (backend, _strait, client) = setup().await;
     let mut senders = Vec::new();
     let mut streams = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..250 {
         let (tx, rx) = mpsc::channel(1);
         let mut client = client.clone();
         senders.push(tx);
@@ -150,14 +151,14 @@ async fn two_hundred_concurrent_streams_on_one_connection() {
         assert_eq!(reply.payload, format!("{i}").as_bytes());
         open.push(stream);
     }
-    // All 200 are still open here; now finish them.
+    // All 250 are still open here; now finish them.
     drop(senders);
     for mut stream in open {
         assert!(stream.message().await.unwrap().is_none());
     }
     assert!(
-        backend.connections() <= 2,
-        "200 streams used {} upstream connections",
+        backend.connections() <= 3,
+        "250 streams used {} upstream connections",
         backend.connections()
     );
 }

@@ -16,6 +16,9 @@ use crate::{h2c_upgrade, ConnInfo, Handler};
 /// Flow-control windows we advertise to clients; see strait-upstream for the reasoning.
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 16 << 20;
+/// Streams a client may open at once on one connection (hyper's default is 200; gRPC clients
+/// multiplex whole workloads over one connection).
+const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
 /// Accepts connections on `listener` until `drain` fires, serving each with `handler`.
 /// Connections already open are told to finish gracefully when draining starts.
@@ -71,7 +74,8 @@ async fn serve_connection<H: Handler>(
     builder
         .http2()
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     let service = service(handler, conn.clone(), drain.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(connection);
@@ -118,6 +122,7 @@ pub(crate) fn h2_server() -> hyper::server::conn::http2::Builder<TokioExecutor> 
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     builder
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     builder
 }

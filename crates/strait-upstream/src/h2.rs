@@ -10,6 +10,7 @@ use h2::{Reason, RecvStream, SendStream};
 use http::{Request, Response};
 use http_body::{Body as _, Frame};
 use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
+use tokio::sync::oneshot;
 use tracing::debug;
 
 use crate::connect::Target;
@@ -70,6 +71,20 @@ pin_project_lite::pin_project! {
         recv: RecvStream,
         data_done: bool,
         lease: Lease,
+        abandon: Abandon,
+    }
+}
+
+/// Dropped while armed, it tells the request-body pipe to reset the stream with CANCEL;
+/// disarmed once the response has ended normally.
+#[derive(Debug)]
+struct Abandon(Option<oneshot::Sender<()>>);
+
+impl Abandon {
+    fn disarm(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -98,14 +113,21 @@ impl H2Pool {
         let (response, stream) = sender
             .send_request(Request::from_parts(parts, ()), end_of_stream)
             .map_err(|e| self.error(e))?;
-        if !end_of_stream {
-            tokio::spawn(pipe_request_body(body, stream));
-        }
+        // While the request body still streams, the pipe task holds the stream open; if the
+        // response side is abandoned (deadline, client gone) the pipe must reset it.
+        let abandon = if end_of_stream {
+            Abandon(None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(pipe_request_body(body, stream, rx));
+            Abandon(Some(tx))
+        };
         let (parts, recv) = response.await.map_err(|e| self.error(e))?.into_parts();
         let body = RecvBody {
             recv,
             data_done: false,
             lease,
+            abandon,
         };
         Ok(Response::from_parts(parts, strait_core::boxed(body)))
     }
@@ -275,8 +297,14 @@ impl http_body::Body for RecvBody {
             }
         }
         match ready!(this.recv.poll_trailers(cx)) {
-            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-            Ok(None) => Poll::Ready(None),
+            Ok(Some(trailers)) => {
+                this.abandon.disarm();
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            Ok(None) => {
+                this.abandon.disarm();
+                Poll::Ready(None)
+            }
             Err(e) => Poll::Ready(Some(Err(e))),
         }
     }
@@ -288,12 +316,28 @@ impl http_body::Body for RecvBody {
 
 /// Streams the client's request body to the backend with HTTP/2 flow control. A client
 /// reset or disconnect resets the upstream stream with the client's reason (CANCEL when
-/// there is none); a backend reset stops reading from the client.
-async fn pipe_request_body(mut body: Body, mut tx: SendStream<Bytes>) {
+/// there is none); so does abandoning the response; a backend reset stops reading from the
+/// client.
+async fn pipe_request_body(
+    mut body: Body,
+    mut tx: SendStream<Bytes>,
+    mut abandoned: oneshot::Receiver<()>,
+) {
+    let mut response_done = false;
     loop {
         let frame = tokio::select! {
             biased;
             _ = poll_fn(|cx| tx.poll_reset(cx)) => return,
+            done = &mut abandoned, if !response_done => match done {
+                Ok(()) => {
+                    response_done = true;
+                    continue;
+                }
+                Err(_) => {
+                    tx.send_reset(Reason::CANCEL);
+                    return;
+                }
+            },
             frame = http_body_util::BodyExt::frame(&mut body) => frame,
         };
         let frame = match frame {
