@@ -7,6 +7,7 @@ mod proxy;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use strait_admin::AdminState;
@@ -138,10 +139,14 @@ impl Running {
     }
 
     /// Stops accepting, tells open connections to finish (HTTP/2 GOAWAY, HTTP/1.1
-    /// `connection: close`), and waits for the listeners to stop.
-    pub async fn shutdown(mut self) {
+    /// `connection: close`), and waits up to `grace` for them to end. Returns false if some
+    /// were still open when `grace` ran out.
+    pub async fn shutdown(mut self, grace: Duration) -> bool {
         self.admin_state.set_ready(false);
         self.drain.start();
         while self.tasks.join_next().await.is_some() {}
+        tokio::time::timeout(grace, self.drain.drained())
+            .await
+            .is_ok()
     }
 }

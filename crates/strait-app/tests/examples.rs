@@ -42,7 +42,7 @@ async fn every_example_config_loads_and_starts() {
         }
         let running = strait_app::start(config).await.expect("example starts");
         assert!(running.entrypoint("web").is_some());
-        running.shutdown().await;
+        assert!(running.shutdown(std::time::Duration::from_secs(5)).await);
     }
 }
 

@@ -1,7 +1,8 @@
 use tokio::sync::watch;
 
 /// Tells listeners and connections to stop: listeners stop accepting, connections finish what
-/// they have in flight.
+/// they have in flight. Every listener and connection holds a [`DrainWatch`], so the `Drain`
+/// also knows when they are all done.
 #[derive(Debug)]
 pub struct Drain {
     tx: watch::Sender<bool>,
@@ -29,6 +30,12 @@ impl Drain {
 
     pub fn start(&self) {
         self.tx.send_replace(true);
+    }
+
+    /// Resolves once every [`DrainWatch`] is gone: each listener and connection holds one
+    /// until it has finished.
+    pub async fn drained(&self) {
+        self.tx.closed().await;
     }
 }
 

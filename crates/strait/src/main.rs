@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
+
+/// How long open requests may take to finish after SIGTERM or Ctrl-C.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,8 +140,10 @@ fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
         };
         info!(workers, "strait is serving");
         shutdown_signal().await;
-        info!("shutting down");
-        running.shutdown().await;
+        info!("shutting down: no new connections; open requests have 30s to finish");
+        if !running.shutdown(DRAIN_TIMEOUT).await {
+            warn!("connections still open after 30s; closing them");
+        }
         ExitCode::SUCCESS
     })
 }
