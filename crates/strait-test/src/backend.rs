@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt;
-use strait_grpc::echo::{Echo, EchoReply, EchoRequest, EchoServer, ReplyStream};
+use strait_grpc::echo::{DemoEcho, Echo, EchoReply, EchoRequest, EchoServer, ReplyStream};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -259,17 +259,7 @@ impl Echo for TestEcho {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<EchoReply>, Status> {
         self.record(&request);
-        let mut stream = request.into_inner();
-        let mut all = BytesMut::new();
-        let mut count = 0;
-        while let Some(message) = stream.message().await? {
-            all.extend_from_slice(&message.payload);
-            count += 1;
-        }
-        Ok(Response::new(EchoReply {
-            payload: all.freeze(),
-            index: count,
-        }))
+        DemoEcho.client_stream(request).await
     }
 
     async fn bidi(
@@ -277,12 +267,6 @@ impl Echo for TestEcho {
         request: Request<Streaming<EchoRequest>>,
     ) -> Result<Response<ReplyStream>, Status> {
         self.record(&request);
-        let replies = request.into_inner().enumerate().map(|(index, message)| {
-            message.map(|m| EchoReply {
-                payload: m.payload,
-                index: index as u32,
-            })
-        });
-        Ok(Response::new(Box::pin(replies)))
+        DemoEcho.bidi(request).await
     }
 }
