@@ -3,6 +3,7 @@
 //! and never re-validates.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -28,7 +29,90 @@ pub struct Admin {
 #[derive(Clone, Debug)]
 pub struct Entrypoint {
     pub address: SocketAddr,
+    /// `None`: plaintext (HTTP/1.1, h2c prior knowledge and Upgrade).
+    pub tls: Option<ServerTls>,
 }
+
+/// TLS termination on an entrypoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerTls {
+    /// At least one. Chosen by SNI against each certificate's names; see `default`.
+    pub certificates: Vec<CertificateFiles>,
+    /// ALPN protocols offered, in preference order; never empty, no duplicates.
+    /// Default `[h2, http/1.1]`; one entry locks the listener to that protocol.
+    pub alpn: Vec<AlpnProtocol>,
+    /// Refuse handshakes whose SNI matches no certificate (and handshakes without SNI).
+    /// Default false: such clients get the default certificate.
+    pub sni_strict: bool,
+    /// Default TLS 1.2.
+    pub min_version: TlsVersion,
+    /// rustls suite names (see `CIPHER_SUITES`); empty: the provider's defaults.
+    pub cipher_suites: Vec<String>,
+    /// Default 10s.
+    pub handshake_timeout: Duration,
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// A PEM certificate chain and its private key. Paths are resolved against the config
+/// file's directory and were readable when the config was loaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The certificate for clients whose SNI matches none (or who send none). When no
+    /// certificate says `default: true`, the first one is the default. At most one is true.
+    pub default: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlpnProtocol {
+    /// `h2`
+    H2,
+    /// `http/1.1`
+    Http11,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// `"1.2"`
+    Tls12,
+    /// `"1.3"`
+    Tls13,
+}
+
+/// Client certificates (mTLS) on a TLS entrypoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuth {
+    pub mode: ClientAuthMode,
+    /// CA bundle that client certificates must chain to; present unless `mode` is `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Header that carries the verified client identity to the backend (like Envoy's
+    /// `x-forwarded-client-cert`); any incoming header of that name is replaced.
+    pub forward_header: Option<http::HeaderName>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuthMode {
+    /// No certificate is asked for.
+    None,
+    /// Asked for; a client without one is let in, one with an invalid one is refused.
+    Request,
+    /// A valid certificate is required to complete the handshake.
+    Require,
+}
+
+/// Cipher suite names as rustls (aws-lc-rs provider) spells them.
+pub const CIPHER_SUITES: &[&str] = &[
+    "TLS13_AES_256_GCM_SHA384",
+    "TLS13_AES_128_GCM_SHA256",
+    "TLS13_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+];
 
 #[derive(Clone, Debug)]
 pub struct Router {
@@ -59,6 +143,9 @@ pub struct Match {
     pub methods: Vec<http::Method>,
     pub headers: Vec<(http::HeaderName, ValueMatch)>,
     pub query: Vec<(String, ValueMatch)>,
+    /// A SAN (DNS name, URI, email or IP, as text) of the verified client certificate must
+    /// equal this. Only requests on TLS entrypoints with client certificates can match.
+    pub client_cert_san: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,6 +168,25 @@ pub enum ValueMatch {
 pub struct Service {
     /// At least one.
     pub servers: Vec<Server>,
+    /// TLS settings for the service's `https://` servers (defaults when absent). Only
+    /// allowed when the service has an `https://` server.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// How strait connects to `https://` servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Offered in this order; default `[h2, http/1.1]`. `[h2]` for gRPC backends that must
+    /// never fall back to HTTP/1.1.
+    pub alpn: Vec<AlpnProtocol>,
+    /// CA bundle to verify servers with instead of the webpki roots.
+    pub ca_file: Option<PathBuf>,
+    /// Name to send as SNI and verify the certificate against, instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Client certificate for upstream mTLS: both or neither.
+    pub client_cert: Option<CertificateFiles>,
+    /// Accept any server certificate. For development only; logged at every load.
+    pub insecure_skip_verify: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,4 +210,30 @@ pub enum UpstreamScheme {
     H2c,
     /// `http://`: HTTP/1.1, plaintext.
     Http,
+    /// `https://`: TLS; ALPN decides HTTP/2 or HTTP/1.1. Default port 443.
+    Https,
+}
+
+// === impl AlpnProtocol ===
+
+impl AlpnProtocol {
+    /// The protocol id as it goes on the wire and in configs: `h2`, `http/1.1`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlpnProtocol::H2 => "h2",
+            AlpnProtocol::Http11 => "http/1.1",
+        }
+    }
+}
+
+// === impl TlsVersion ===
+
+impl TlsVersion {
+    /// As written in configs: `1.2`, `1.3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        }
+    }
 }
