@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use strait_admin::AdminState;
 use strait_config::Config;
 use strait_core::{Drain, DrainWatch};
+use strait_tls::TlsListener;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tracing::info;
@@ -39,12 +40,29 @@ pub enum StartError {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS of {what}: {source}")]
+    Tls {
+        what: String,
+        source: strait_tls::TlsError,
+    },
 }
 
 /// Binds every listener of `config` and starts serving on the current Tokio runtime.
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let (drain, watch) = Drain::new();
-    let proxy = Proxy::new(&config);
+    let proxy = Proxy::new(&config)?;
+    let mut tls = Vec::with_capacity(config.entrypoints.len());
+    for (name, entrypoint) in &config.entrypoints {
+        tls.push(match &entrypoint.tls {
+            Some(settings) => Some(Arc::new(TlsListener::new(name, settings).map_err(
+                |source| StartError::Tls {
+                    what: format!("entrypoint `{name}`"),
+                    source,
+                },
+            )?)),
+            None => None,
+        });
+    }
     let admin_state = AdminState::default();
     let mut tasks = JoinSet::new();
 
@@ -59,14 +77,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     };
 
     let mut entrypoints = IndexMap::new();
-    for (index, (name, listener)) in listeners.into_iter().enumerate() {
+    for (index, ((name, listener), tls)) in listeners.into_iter().zip(tls).enumerate() {
         let address = local_addr(&listener, &name)?;
-        info!(entrypoint = %name, %address, "listening");
+        info!(entrypoint = %name, %address, tls = tls.is_some(), "listening");
         entrypoints.insert(name.clone(), address);
+        if let Some(tls) = &tls {
+            tasks.spawn(tls.store().clone().watch(watch.clone()));
+        }
         tasks.spawn(strait_http::serve(
             listener,
             Arc::from(name.as_str()),
             index,
+            tls,
             proxy.clone(),
             watch.clone(),
         ));

@@ -2,12 +2,14 @@ use std::future::Future;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::header::HeaderName;
 use http::{Request, Response};
 use strait_balance::Service;
-use strait_config::Config;
+use strait_config::{Config, UpstreamScheme};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_http::{error_response, normalize, ConnInfo, Handler};
 use strait_route::RouteTable;
+use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -25,15 +27,18 @@ pub struct Proxy {
 pub(crate) struct Snapshot {
     routes: RouteTable,
     services: Vec<Arc<Service>>,
+    /// Per entrypoint (by index): the header that carries the client certificate identity.
+    forward_client_cert: Vec<Option<HeaderName>>,
 }
 
 // === impl Proxy ===
 
 impl Proxy {
-    pub fn new(config: &Config) -> Proxy {
-        Proxy {
-            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config))),
-        }
+    /// Fails when a service's TLS settings cannot be loaded (a CA or client certificate file).
+    pub fn new(config: &Config) -> Result<Proxy, crate::StartError> {
+        Ok(Proxy {
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config)?)),
+        })
     }
 
     /// The live services (for tests and the admin API).
@@ -56,8 +61,15 @@ impl Handler for Proxy {
 
 async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo) -> Response<Body> {
     let started = Instant::now();
+    if strait_http::is_grpc_over_http1(&request) {
+        return strait_http::grpc_needs_http2(conn.tls.is_some());
+    }
     let grpc = strait_grpc::is_grpc(request.headers());
-    let Some(route) = snapshot.routes.route(conn.entrypoint_index, &request) else {
+    let client = conn.tls.as_ref().and_then(|tls| tls.client.as_deref());
+    let Some(route) = snapshot
+        .routes
+        .route(conn.entrypoint_index, &request, client)
+    else {
         let err = ProxyError::new(
             ErrorKind::NoRoute,
             Side::Proxy,
@@ -89,6 +101,13 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
 
     let deadline = Deadline::for_request(&request, route.timeout, started);
     normalize::to_upstream(&mut request, conn);
+    if let Some(Some(header)) = snapshot.forward_client_cert.get(conn.entrypoint_index) {
+        // Whatever the client sent under this name is not to be trusted.
+        request.headers_mut().remove(header);
+        if let Some(value) = client.and_then(|c| c.header_value()) {
+            request.headers_mut().insert(header.clone(), value);
+        }
+    }
     if let (Some(deadline), true) = (&deadline, grpc) {
         deadline.propagate(request.headers_mut());
     }
@@ -127,14 +146,41 @@ fn fail(err: &ProxyError, grpc: bool, conn: &ConnInfo, router: Option<&str>) -> 
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(config: &Config) -> Snapshot {
-        Snapshot {
-            routes: RouteTable::new(config),
-            services: config
-                .services
+    fn new(config: &Config) -> Result<Snapshot, crate::StartError> {
+        let mut services = Vec::with_capacity(config.services.len());
+        for (name, service) in &config.services {
+            let https = service
+                .servers
                 .iter()
-                .map(|(name, service)| Arc::new(Service::new(name, service)))
-                .collect(),
+                .any(|s| s.url.scheme == UpstreamScheme::Https);
+            let tls = if https {
+                Some(
+                    UpstreamConnector::new(name, service.tls.as_ref()).map_err(|source| {
+                        crate::StartError::Tls {
+                            what: format!("service `{name}`"),
+                            source,
+                        }
+                    })?,
+                )
+            } else {
+                None
+            };
+            services.push(Arc::new(Service::new(name, service, tls.as_ref())));
         }
+        let forward_client_cert = config
+            .entrypoints
+            .values()
+            .map(|e| {
+                e.tls
+                    .as_ref()
+                    .and_then(|tls| tls.client_auth.as_ref())
+                    .and_then(|auth| auth.forward_header.clone())
+            })
+            .collect();
+        Ok(Snapshot {
+            routes: RouteTable::new(config),
+            services,
+            forward_client_cert,
+        })
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use strait_tls::UpstreamConnector;
 use strait_upstream::Endpoint;
 
 /// Longest weighted schedule kept; larger weight sums are scaled down to fit.
@@ -22,11 +23,16 @@ pub struct Service {
 // === impl Service ===
 
 impl Service {
-    pub fn new(name: &str, config: &strait_config::Service) -> Service {
+    /// `tls` is the service's connector for its `https://` servers.
+    pub fn new(
+        name: &str,
+        config: &strait_config::Service,
+        tls: Option<&UpstreamConnector>,
+    ) -> Service {
         let endpoints: Vec<_> = config
             .servers
             .iter()
-            .map(|server| Arc::new(Endpoint::new(&server.url)))
+            .map(|server| Arc::new(Endpoint::new(&server.url, tls)))
             .collect();
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
         Service {
@@ -154,8 +160,9 @@ mod tests {
                     weight: 2,
                 },
             ],
+            tls: None,
         };
-        let service = Service::new("orders", &config);
+        let service = Service::new("orders", &config, None);
         let picked: Vec<_> = (0..6)
             .map(|_| service.pick().unwrap().label().to_owned())
             .collect();

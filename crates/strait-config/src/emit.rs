@@ -2,12 +2,16 @@
 //! so the output reads like a config a person wrote, and parses back to the same config.
 
 use std::fmt::Write;
+use std::path::Path;
 
 use yaml_rust2::Yaml;
 
 use crate::duration::format_duration;
-use crate::model::{Config, HostMatch, Match, Router, ValueMatch};
-use crate::validate::url_text;
+use crate::model::{
+    AlpnProtocol, CertificateFiles, Config, HostMatch, Match, Router, ServerTls, UpstreamTls,
+    ValueMatch,
+};
+use crate::validate::{mode_name, url_text};
 
 pub(crate) fn config(config: &Config) -> String {
     let mut out = String::new();
@@ -25,6 +29,9 @@ pub(crate) fn config(config: &Config) -> String {
             "address",
             &scalar(&entrypoint.address.to_string()),
         );
+        if let Some(tls) = &entrypoint.tls {
+            emit_server_tls(&mut out, tls);
+        }
     }
 
     section(&mut out, "routers", config.routers.is_empty());
@@ -41,11 +48,72 @@ pub(crate) fn config(config: &Config) -> String {
             let _ = writeln!(out, "      - url: {}", scalar(&url_text(&server.url)));
             let _ = writeln!(out, "        weight: {}", server.weight);
         }
+        if let Some(tls) = &service.tls {
+            emit_upstream_tls(&mut out, tls);
+        }
     }
 
     // No middleware kinds exist yet; the section is shown so the output has every part.
     out.push_str("middlewares: {}\n");
     out
+}
+
+fn emit_server_tls(out: &mut String, tls: &ServerTls) {
+    line(out, 2, "tls", "");
+    line(out, 3, "certificates", "");
+    for certificate in &tls.certificates {
+        let _ = writeln!(out, "        - cert_file: {}", path(&certificate.cert_file));
+        let _ = writeln!(out, "          key_file: {}", path(&certificate.key_file));
+        let _ = writeln!(out, "          default: {}", certificate.default);
+    }
+    line(out, 3, "alpn", &alpn(&tls.alpn));
+    line(out, 3, "sni_strict", &tls.sni_strict.to_string());
+    line(out, 3, "min_version", &scalar(tls.min_version.as_str()));
+    if !tls.cipher_suites.is_empty() {
+        line(out, 3, "cipher_suites", &flow_list(&tls.cipher_suites));
+    }
+    line(
+        out,
+        3,
+        "handshake_timeout",
+        &format_duration(tls.handshake_timeout),
+    );
+    if let Some(client_auth) = &tls.client_auth {
+        line(out, 3, "client_auth", "");
+        line(out, 4, "mode", mode_name(client_auth.mode));
+        if let Some(ca_file) = &client_auth.ca_file {
+            line(out, 4, "ca_file", &path(ca_file));
+        }
+        if let Some(header) = &client_auth.forward_header {
+            line(out, 4, "forward_header", &scalar(header.as_str()));
+        }
+    }
+}
+
+fn emit_upstream_tls(out: &mut String, tls: &UpstreamTls) {
+    line(out, 2, "tls", "");
+    line(out, 3, "alpn", &alpn(&tls.alpn));
+    if let Some(ca_file) = &tls.ca_file {
+        line(out, 3, "ca_file", &path(ca_file));
+    }
+    if let Some(server_name) = &tls.server_name {
+        line(out, 3, "server_name", &scalar(server_name));
+    }
+    if let Some(CertificateFiles {
+        cert_file,
+        key_file,
+        ..
+    }) = &tls.client_cert
+    {
+        line(out, 3, "cert_file", &path(cert_file));
+        line(out, 3, "key_file", &path(key_file));
+    }
+    line(
+        out,
+        3,
+        "insecure_skip_verify",
+        &tls.insecure_skip_verify.to_string(),
+    );
 }
 
 fn emit_router(out: &mut String, router: &Router) {
@@ -78,6 +146,7 @@ fn emit_match(out: &mut String, matcher: &Match) {
         ("path_prefix", &matcher.path_prefix),
         ("grpc_service", &matcher.grpc_service),
         ("grpc_method", &matcher.grpc_method),
+        ("client_cert_san", &matcher.client_cert_san),
     ];
     for (key, value) in strings {
         if let Some(value) = value {
@@ -114,6 +183,17 @@ fn value_match(value: &ValueMatch) -> String {
         ValueMatch::Regex(regex) => format!("{{ regex: {} }}", quoted(regex.as_str())),
         ValueMatch::Present => "{ present: true }".to_owned(),
     }
+}
+
+fn alpn(protocols: &[AlpnProtocol]) -> String {
+    let names: Vec<String> = protocols.iter().map(|p| p.as_str().to_owned()).collect();
+    flow_list(&names)
+}
+
+/// Paths came from config text joined to the config file's directory, so they are UTF-8
+/// unless that directory's name is not.
+fn path(path: &Path) -> String {
+    scalar(&path.to_string_lossy())
 }
 
 fn section(out: &mut String, name: &str, empty: bool) {

@@ -68,14 +68,16 @@ pub fn load(path: &Path) -> Result<Config, Vec<ConfigError>> {
     parse_str(&text, format, &file)
 }
 
-/// Validates text; `file` is only used in error messages.
+/// Validates text. `file` names the file in error messages, and its directory is where
+/// relative certificate and CA paths start; those files must be readable now.
 pub fn parse_str(text: &str, format: Format, file: &str) -> Result<Config, Vec<ConfigError>> {
     let (tree, mut problems) = match format {
         Format::Yaml => yaml::parse(text),
         Format::Toml => toml::parse(text),
     };
+    let base = Path::new(file).parent().unwrap_or(Path::new(""));
     let config = tree.and_then(|tree| {
-        let (config, more) = validate::config(&tree);
+        let (config, more) = validate::config(&tree, base);
         problems.extend(more);
         config
     });

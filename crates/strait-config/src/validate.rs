@@ -2,6 +2,7 @@
 //! stopping at the first, so one `strait check config` run shows all of them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
@@ -12,6 +13,10 @@ use crate::model::{
 };
 use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
+
+mod tls;
+
+pub(crate) use tls::mode_name;
 
 const TOP_KEYS: &[&str] = &["admin", "entrypoints", "routers", "services", "middlewares"];
 const ADMIN_KEYS: &[&str] = &["address"];
@@ -33,20 +38,26 @@ const MATCH_KEYS: &[&str] = &[
     "method",
     "headers",
     "query",
+    "client_cert_san",
 ];
 const VALUE_MATCH_KEYS: &[&str] = &["exact", "regex", "present"];
-const SERVICE_KEYS: &[&str] = &["servers"];
+const SERVICE_KEYS: &[&str] = &["servers", "tls"];
 const SERVER_KEYS: &[&str] = &["url", "weight"];
 
 const ADDRESS_HINT: &str = "use host:port, e.g. 127.0.0.1:8080";
 const DURATION_HINT: &str = "durations look like 250ms, 30s, 5m, 1h";
-const SCHEME_HINT: &str = "use h2c:// for HTTP/2 or http:// for HTTP/1.1 backends";
+const SCHEME_HINT: &str =
+    "use h2c:// for HTTP/2 or http:// for HTTP/1.1 backends, https:// for TLS ones";
 
 type Entries = [(Key, Node)];
 
 /// Validates a whole document. The config is only returned when there are no problems.
-pub(crate) fn config(root: &Node) -> (Option<Config>, Vec<Problem>) {
-    let mut v = Validator::default();
+/// Relative file paths in it are resolved against `base`, the config file's directory.
+pub(crate) fn config(root: &Node, base: &Path) -> (Option<Config>, Vec<Problem>) {
+    let mut v = Validator {
+        base: base.to_path_buf(),
+        problems: Vec::new(),
+    };
     let config = v.config(root);
     if v.problems.is_empty() {
         (Some(config), v.problems)
@@ -55,8 +66,9 @@ pub(crate) fn config(root: &Node) -> (Option<Config>, Vec<Problem>) {
     }
 }
 
-#[derive(Default)]
 struct Validator {
+    /// Where relative certificate and CA paths start.
+    base: PathBuf,
     problems: Vec<Problem>,
 }
 
@@ -136,7 +148,7 @@ impl Validator {
         }
         if let Some(entries) = section(self, top, "routers") {
             for (key, node) in entries {
-                if let Some(router) = self.router(key, node, &names) {
+                if let Some(router) = self.router(key, node, &names, &config.entrypoints) {
                     config.routers.insert(key.name.clone(), router);
                 }
             }
@@ -168,13 +180,11 @@ impl Validator {
         let context = format!("in entrypoint `{}`", key.name);
         let entries = self.mapping(node, &format!("entrypoint `{}`", key.name))?;
         self.known_keys(entries, ENTRYPOINT_KEYS, &context);
-        if let Some((tls, _)) = get(entries, "tls") {
-            self.report_hint(
-                tls.loc,
-                "TLS entrypoints are not supported yet",
-                "remove `tls` or use a plaintext entrypoint; TLS arrives in a later release",
-            );
-        }
+        // Checked before the address so that its problems are found even when that is wrong.
+        let tls = match get(entries, "tls") {
+            None => Some(None),
+            Some((tls_key, value)) => self.server_tls(&key.name, tls_key, value).map(Some),
+        };
         let (_, value) = self.required(key, entries, "address", &context)?;
         let address = self.address(value, &format!("`address` {context}"))?;
         listeners.push(Listener {
@@ -182,7 +192,8 @@ impl Validator {
             address,
             owner: format!("entrypoint `{}`", key.name),
         });
-        name_ok.then_some(Entrypoint { address })
+        let tls = tls?;
+        name_ok.then_some(Entrypoint { address, tls })
     }
 
     /// Two listeners clash when they would bind the same port on overlapping addresses; the
@@ -253,7 +264,30 @@ impl Validator {
                 None => ok = false,
             }
         }
-        (name_ok && ok).then_some(Service { servers })
+        let tls = match get(entries, "tls") {
+            None => None,
+            Some((tls_key, value)) => {
+                let tls = self.upstream_tls(&key.name, value);
+                // With a broken URL the service's intent is unknown; that URL's error is enough.
+                let https = servers
+                    .iter()
+                    .any(|server| server.url.scheme == UpstreamScheme::Https);
+                if ok && !https {
+                    self.report_hint(
+                        tls_key.loc,
+                        format!(
+                            "`tls` in service `{}` has no effect: none of its servers is https://",
+                            key.name
+                        ),
+                        "write the servers as https://host:port, or remove `tls`",
+                    );
+                    ok = false;
+                }
+                ok &= tls.is_some();
+                tls
+            }
+        };
+        (name_ok && ok).then_some(Service { servers, tls })
     }
 
     fn server(&mut self, servers_key: &Key, node: &Node, context: &str) -> Option<Server> {
@@ -328,7 +362,13 @@ impl Validator {
         }
     }
 
-    fn router(&mut self, key: &Key, node: &Node, names: &Names) -> Option<Router> {
+    fn router(
+        &mut self,
+        key: &Key,
+        node: &Node,
+        names: &Names,
+        defined: &IndexMap<String, Entrypoint>,
+    ) -> Option<Router> {
         let name = &key.name;
         let name_ok = self.name(key, "router");
         let context = format!("in router `{name}`");
@@ -377,6 +417,13 @@ impl Validator {
             None => Some(None),
             Some((_, value)) => self.timeout(value, &context).map(Some),
         };
+        if let (Some(entrypoints), Some(matcher), Some((_, match_node))) =
+            (&entrypoints, &matcher, get(entries, "match"))
+        {
+            if matcher.client_cert_san.is_some() {
+                ok &= self.client_cert_san_reachable(name, match_node, entrypoints, defined);
+            }
+        }
         let router = Router {
             entrypoints: entrypoints?,
             matcher: matcher?,
@@ -454,30 +501,33 @@ impl Validator {
     }
 
     fn timeout(&mut self, node: &Node, context: &str) -> Option<Duration> {
-        let text = match &node.kind {
-            NodeKind::Str(text) => text,
-            _ => {
-                self.report_hint(
-                    node.loc,
-                    format!(
-                        "expected a duration string for `timeout` {context}, found {}",
-                        node.describe()
-                    ),
-                    DURATION_HINT,
-                );
-                return None;
-            }
+        let timeout = self.duration(node, "timeout", context)?;
+        if timeout.is_zero() {
+            self.report_hint(
+                node.loc,
+                format!("`timeout` {context} is zero, which would fail every request"),
+                "leave `timeout` out for no timeout",
+            );
+            return None;
+        }
+        Some(timeout)
+    }
+
+    /// A duration string, zero included.
+    fn duration(&mut self, node: &Node, key: &str, context: &str) -> Option<Duration> {
+        let NodeKind::Str(text) = &node.kind else {
+            self.report_hint(
+                node.loc,
+                format!(
+                    "expected a duration string for `{key}` {context}, found {}",
+                    node.describe()
+                ),
+                DURATION_HINT,
+            );
+            return None;
         };
         match parse_duration(text) {
-            Ok(timeout) if timeout.is_zero() => {
-                self.report_hint(
-                    node.loc,
-                    format!("`timeout` {context} is zero, which would fail every request"),
-                    "leave `timeout` out for no timeout",
-                );
-                None
-            }
-            Ok(timeout) => Some(timeout),
+            Ok(duration) => Some(duration),
             Err(err) => {
                 self.report_hint(node.loc, err, DURATION_HINT);
                 None
@@ -532,6 +582,10 @@ impl Validator {
                 "query" => self
                     .query(value, &context)
                     .map(|query| matcher.query = query)
+                    .is_some(),
+                "client_cert_san" => self
+                    .checked(value, &what, check_san)
+                    .map(|san| matcher.client_cert_san = Some(san))
                     .is_some(),
                 // Unknown keys were reported above.
                 _ => false,
@@ -851,6 +905,23 @@ impl Validator {
         }
     }
 
+    fn boolean(&mut self, node: &Node, key: &str, context: &str) -> Option<bool> {
+        match node.kind {
+            NodeKind::Bool(value) => Some(value),
+            _ => {
+                self.report_hint(
+                    node.loc,
+                    format!(
+                        "expected a boolean for `{key}` {context}, found {}",
+                        node.describe()
+                    ),
+                    "write true or false, without quotes",
+                );
+                None
+            }
+        }
+    }
+
     fn report(&mut self, loc: Loc, message: impl Into<String>) {
         self.problems.push(Problem::new(loc, message));
     }
@@ -924,27 +995,22 @@ fn parse_address(text: &str) -> Result<SocketAddr, (String, String)> {
     ))
 }
 
-/// `h2c://host[:port]` or `http://host[:port]`, with no path.
+/// `h2c://host[:port]`, `http://host[:port]` or `https://host[:port]`, with no path.
 fn parse_url(text: &str) -> Result<UpstreamUrl, (String, Option<String>)> {
     let Some((scheme, rest)) = text.split_once("://") else {
         return Err((
             format!("`{text}` is not a server URL"),
-            Some("write it as h2c://host:port (HTTP/2) or http://host:port (HTTP/1.1)".to_owned()),
+            Some(
+                "write it as h2c://host:port (HTTP/2), http://host:port (HTTP/1.1) or \
+                 https://host:port (TLS)"
+                    .to_owned(),
+            ),
         ));
     };
     let scheme = match scheme.to_ascii_lowercase().as_str() {
         "h2c" => UpstreamScheme::H2c,
         "http" => UpstreamScheme::Http,
-        "https" => {
-            return Err((
-                "https:// servers are not supported yet".to_owned(),
-                Some(
-                    "use h2c:// for HTTP/2 or http:// for HTTP/1.1 backends; upstream TLS \
-                     arrives in a later release"
-                        .to_owned(),
-                ),
-            ))
-        }
+        "https" => UpstreamScheme::Https,
         _ => {
             return Err((
                 format!("unsupported scheme `{scheme}://` in server URL `{text}`"),
@@ -1018,14 +1084,20 @@ fn parse_url(text: &str) -> Result<UpstreamUrl, (String, Option<String>)> {
             None,
         ));
     }
+    let default_port = match scheme {
+        UpstreamScheme::H2c | UpstreamScheme::Http => 80,
+        UpstreamScheme::Https => 443,
+    };
     let port = match port {
-        None => 80,
+        None => default_port,
         Some(port) => match port.parse::<u16>() {
             Ok(port) if port > 0 => port,
             _ => {
                 return Err((
                     format!("server URL `{text}` has an invalid port `{port}`"),
-                    Some("ports are 1-65535; leave the port out for 80".to_owned()),
+                    Some(format!(
+                        "ports are 1-65535; leave the port out for {default_port}"
+                    )),
                 ))
             }
         },
@@ -1037,6 +1109,7 @@ pub(crate) fn url_text(url: &UpstreamUrl) -> String {
     let scheme = match url.scheme {
         UpstreamScheme::H2c => "h2c",
         UpstreamScheme::Http => "http",
+        UpstreamScheme::Https => "https",
     };
     if url.host.contains(':') {
         format!("{scheme}://[{}]:{}", url.host, url.port)
@@ -1130,6 +1203,26 @@ fn check_grpc_name(key: &str, text: &str) -> Result<String, (String, Option<Stri
         return Err((
             format!("`{key}` `{text}` has spaces, control or non-ASCII characters"),
             None,
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// A certificate SAN as text. SANs are IA5Strings (ASCII) and hold no spaces.
+fn check_san(text: &str) -> Result<String, (String, Option<String>)> {
+    if text.is_empty() {
+        return Err((
+            "empty `client_cert_san`".to_owned(),
+            Some("e.g. spiffe://example.org/orders or orders.example.org".to_owned()),
+        ));
+    }
+    if !text.chars().all(|c| c.is_ascii_graphic()) {
+        return Err((
+            format!(
+                "`client_cert_san` `{text}` has spaces, control or non-ASCII characters, \
+                 which no certificate SAN holds"
+            ),
+            Some("internationalised DNS names are written in their xn-- form".to_owned()),
         ));
     }
     Ok(text.to_owned())

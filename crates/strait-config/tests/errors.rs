@@ -168,13 +168,14 @@ fn missing_required_keys_are_reported_at_their_owner() {
 }
 
 #[test]
-fn tls_entrypoints_are_refused_at_the_tls_key() {
+fn tls_without_certificates_is_reported_at_the_tls_key() {
     let err =
         one("entrypoints:\n  websecure:\n    address: 0.0.0.0:8443\n    tls:\n      alpn: [h2]\n");
-    assert_at(&err, 4, 5, "TLS entrypoints are not supported yet");
-    assert_eq!(
-        err.hint.as_deref(),
-        Some("remove `tls` or use a plaintext entrypoint; TLS arrives in a later release")
+    assert_at(
+        &err,
+        4,
+        5,
+        "missing `certificates` in the TLS settings of entrypoint `websecure`",
     );
 }
 
@@ -210,15 +211,15 @@ fn bad_url_scheme() {
 }
 
 #[test]
-fn https_servers_are_not_supported_yet() {
-    let err = server_error("https://api.example.com");
-    assert_eq!(err.message, "https:// servers are not supported yet");
+fn bad_https_url_port() {
+    let err = server_error("https://api.example.com:0");
+    assert_eq!(
+        err.message,
+        "server URL `https://api.example.com:0` has an invalid port `0`"
+    );
     assert_eq!(
         err.hint.as_deref(),
-        Some(
-            "use h2c:// for HTTP/2 or http:// for HTTP/1.1 backends; \
-             upstream TLS arrives in a later release"
-        )
+        Some("ports are 1-65535; leave the port out for 443")
     );
 }
 
@@ -604,7 +605,7 @@ routers:
 services:
   orders:
     servers:
-      - https://a
+      - htps://a
       - { url: h2c://b, weight: 0 }
 ";
 
@@ -627,7 +628,7 @@ host = "a.*.b"
 headers = { x-v = { regex = "(" } }
 
 [[services.orders.servers]]
-url = "https://a"
+url = "htps://a"
 
 [[services.orders.servers]]
 url = "h2c://b"
@@ -654,7 +655,7 @@ fn every_error_in_a_file_is_reported_in_order() {
         (14, 23, "invalid regex `(`"),
         (15, 14, "names service `orderz`"),
         (16, 14, "expected a duration string"),
-        (20, 9, "https:// servers are not supported yet"),
+        (20, 9, "unsupported scheme `htps://`"),
         (21, 33, "weight 0"),
     ];
     assert_eq!(found.len(), want.len(), "{errors:#?}");
@@ -684,7 +685,7 @@ fn the_same_errors_in_toml_have_toml_locations() {
         (13, 11, "expected a duration string"),
         (16, 8, "`*` that is not a whole first label"),
         (17, 29, "invalid regex `(`"),
-        (20, 7, "https:// servers are not supported yet"),
+        (20, 7, "unsupported scheme `htps://`"),
         (24, 10, "weight 0"),
     ];
     assert_eq!(found.len(), want.len(), "{errors:#?}");

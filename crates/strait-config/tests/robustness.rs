@@ -49,6 +49,26 @@ url = "http://a.b:80/"
 weight = 2
 "#;
 
+/// TLS settings; the paths are relative to the temp dir the test names the file in.
+const TLS_YAML: &str = r#"entrypoints:
+  websecure:
+    address: 0.0.0.0:8443
+    tls:
+      certificates:
+        - { cert_file: c.pem, key_file: c.key, default: true }
+      alpn: [h2, http/1.1]
+      min_version: 1.3
+      cipher_suites: [TLS13_AES_128_GCM_SHA256]
+      handshake_timeout: 5s
+      client_auth: { mode: require, ca_file: ca.pem, forward_header: x-client }
+routers:
+  r: { match: { client_cert_san: a.example.org }, service: s }
+services:
+  s:
+    servers: [https://a, "https://[::1]:8443"]
+    tls: { server_name: a, ca_file: ca.pem, cert_file: c.pem, key_file: c.key }
+"#;
+
 fn mangled(text: &str) -> impl Iterator<Item = String> + '_ {
     let cuts = text.char_indices().map(|(i, _)| i);
     let prefixes = cuts.clone().map(|i| text[..i].to_owned());
@@ -64,6 +84,25 @@ fn the_originals_are_valid() {
     let toml = parse_str(TOML, Format::Toml, "t.toml").unwrap();
     assert_eq!(yaml.routers.len(), 2);
     assert_eq!(toml.routers.len(), 1);
+}
+
+#[test]
+fn mangled_tls_settings_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["c.pem", "c.key", "ca.pem"] {
+        std::fs::write(dir.path().join(file), "x").unwrap();
+    }
+    let file = dir.path().join("strait.yaml").display().to_string();
+    parse_str(TLS_YAML, Format::Yaml, &file).unwrap();
+    for input in mangled(TLS_YAML) {
+        if let Err(errors) = parse_str(&input, Format::Yaml, &file) {
+            assert!(!errors.is_empty());
+            for err in errors {
+                assert!(err.line >= 1 && err.col >= 1, "{err}");
+                assert!(err.line <= input.lines().count() + 1, "{err} in\n{input}");
+            }
+        }
+    }
 }
 
 #[test]

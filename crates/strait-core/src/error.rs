@@ -33,6 +33,8 @@ pub enum ErrorKind {
     DeadlineExceeded,
     /// The request itself was malformed.
     BadRequest,
+    /// A gRPC request could only reach a backend that speaks HTTP/1.1.
+    Http2Required,
 }
 
 /// An error with the facts the rest of the proxy needs: what, which side, whether a retry

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use strait_core::Body;
 
-pub use respond::error_response;
+pub use respond::{error_response, grpc_needs_http2, is_grpc_over_http1};
 pub use server::serve;
 
 /// What the proxy knows about the client connection a request came on.
@@ -25,6 +25,19 @@ pub struct ConnInfo {
     pub entrypoint_index: usize,
     pub remote: SocketAddr,
     pub local: SocketAddr,
+    /// `None` on plaintext entrypoints.
+    pub tls: Option<TlsInfo>,
+}
+
+/// What the TLS handshake of a client connection negotiated.
+#[derive(Debug)]
+pub struct TlsInfo {
+    pub alpn: Option<strait_config::AlpnProtocol>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    pub sni: Option<String>,
+    /// The verified client certificate, with mTLS.
+    pub client: Option<Arc<strait_tls::ClientIdentity>>,
 }
 
 /// Answers requests; implemented by the proxy in `strait-app`.

@@ -120,7 +120,8 @@ fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, authority: Option<&Au
     if let Ok(value) = HeaderValue::from_str(&xff) {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    let proto = if conn.tls.is_some() { "https" } else { "http" };
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
     if let Some(authority) = authority {
         if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(X_FORWARDED_HOST.clone(), value);
@@ -130,7 +131,7 @@ fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, authority: Option<&Au
         IpAddr::V4(ip) => ip.to_string(),
         IpAddr::V6(ip) => format!("\"[{ip}]\""),
     };
-    let mut element = format!("for={node};proto=http");
+    let mut element = format!("for={node};proto={proto}");
     if let Some(authority) = authority {
         element.push_str(&format!(";host=\"{}\"", authority.as_str()));
     }
@@ -155,6 +156,7 @@ mod tests {
             entrypoint_index: 0,
             remote: remote.parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
+            tls: None,
         }
     }
 

@@ -1,5 +1,5 @@
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Response, StatusCode};
+use http::header::{HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use http::{Request, Response, StatusCode, Version};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_grpc::Code;
 
@@ -13,7 +13,8 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
         ErrorKind::Connect
         | ErrorKind::UpstreamReset
         | ErrorKind::Refused
-        | ErrorKind::UpstreamProtocol => (Code::Unavailable, StatusCode::BAD_GATEWAY),
+        | ErrorKind::UpstreamProtocol
+        | ErrorKind::Http2Required => (Code::Unavailable, StatusCode::BAD_GATEWAY),
         ErrorKind::DeadlineExceeded => (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
         ErrorKind::BadRequest => (Code::Internal, StatusCode::BAD_REQUEST),
     };
@@ -30,6 +31,42 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
     response
 }
 
+/// True for a gRPC request (not gRPC-Web) that arrived over HTTP/1.x, which cannot work:
+/// gRPC needs HTTP/2 trailers and streams.
+pub fn is_grpc_over_http1<B>(request: &Request<B>) -> bool {
+    request.version() <= Version::HTTP_11
+        && strait_grpc::is_grpc(request.headers())
+        && !request
+            .headers()
+            .get(CONTENT_TYPE)
+            .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc-web"))
+}
+
+/// The answer to [`is_grpc_over_http1`]: 426 with a body that says what to fix, instead of
+/// a garbled response or a mystery 502.
+pub fn grpc_needs_http2(tls: bool) -> Response<Body> {
+    let how = if tls {
+        "the client must offer ALPN `h2` in the TLS handshake (check with `strait check tls`)"
+    } else {
+        "use HTTP/2 with prior knowledge (h2c), as gRPC clients do for http:// targets"
+    };
+    let mut response = Response::new(strait_core::full(format!(
+        "gRPC needs HTTP/2, but this request came over HTTP/1.1: {how}\n"
+    )));
+    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(
+        UPGRADE,
+        HeaderValue::from_static(if tls { "h2" } else { "h2c" }),
+    );
+    headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+    response
+}
+
 fn client_message(err: &ProxyError) -> String {
     if err.side() != Side::Upstream {
         return err.message().to_owned();
@@ -38,6 +75,9 @@ fn client_message(err: &ProxyError) -> String {
         ErrorKind::Connect => "upstream connect error",
         ErrorKind::Refused => "upstream refused the request",
         ErrorKind::UpstreamProtocol => "upstream protocol error",
+        ErrorKind::Http2Required => {
+            "the backend speaks only HTTP/1.1 (ALPN did not negotiate h2); gRPC needs HTTP/2"
+        }
         _ => "upstream reset before response",
     };
     what.to_owned()

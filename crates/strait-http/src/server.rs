@@ -7,11 +7,13 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use strait_config::AlpnProtocol;
 use strait_core::{Body, DrainWatch};
-use tokio::net::{TcpListener, TcpStream};
-use tracing::{debug, warn};
+use strait_tls::{HandshakeError, TlsListener};
+use tokio::net::TcpListener;
+use tracing::{debug, info, warn};
 
-use crate::{h2c_upgrade, ConnInfo, Handler};
+use crate::{h2c_upgrade, ConnInfo, Handler, TlsInfo};
 
 /// Flow-control windows we advertise to clients; see strait-upstream for the reasoning.
 const STREAM_WINDOW: u32 = 1 << 20;
@@ -20,12 +22,24 @@ const CONNECTION_WINDOW: u32 = 16 << 20;
 /// multiplex whole workloads over one connection).
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
 
-/// Accepts connections on `listener` until `drain` fires, serving each with `handler`.
-/// Connections already open are told to finish gracefully when draining starts.
+/// Which HTTP versions a connection may speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocols {
+    /// Plaintext: HTTP/1.1, h2c with prior knowledge (sniffed from the preface) and
+    /// `Upgrade: h2c`.
+    Plaintext,
+    Http1,
+    Http2,
+}
+
+/// Accepts connections on `listener` until `drain` fires, serving each with `handler`;
+/// with `tls`, each connection first completes a TLS handshake. Connections already open are
+/// told to finish gracefully when draining starts.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     entrypoint: Arc<str>,
     entrypoint_index: usize,
+    tls: Option<Arc<TlsListener>>,
     handler: H,
     mut drain: DrainWatch,
 ) {
@@ -44,40 +58,86 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
-        let local = match stream.local_addr() {
-            Ok(local) => local,
-            Err(_) => continue,
+        let Ok(local) = stream.local_addr() else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Arc::new(ConnInfo {
-            entrypoint: entrypoint.clone(),
-            entrypoint_index,
-            remote,
-            local,
+        let entrypoint = entrypoint.clone();
+        let tls = tls.clone();
+        let handler = handler.clone();
+        let drain = drain.clone();
+        tokio::spawn(async move {
+            let Some(tls) = tls else {
+                let conn = ConnInfo {
+                    entrypoint,
+                    entrypoint_index,
+                    remote,
+                    local,
+                    tls: None,
+                };
+                serve_connection(stream, Arc::new(conn), Protocols::Plaintext, handler, drain)
+                    .await;
+                return;
+            };
+            let accepted = match tls.accept(stream).await {
+                Ok(accepted) => accepted,
+                Err(HandshakeError::Refused(why)) => {
+                    info!(entrypoint = %entrypoint, client = %remote, "TLS handshake refused: {why}");
+                    return;
+                }
+                Err(e) => {
+                    debug!(entrypoint = %entrypoint, client = %remote, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let protocols = match accepted.alpn {
+                Some(AlpnProtocol::H2) => Protocols::Http2,
+                Some(AlpnProtocol::Http11) => Protocols::Http1,
+                // A client that offers no ALPN speaks HTTP/1.1, unless the listener is
+                // locked to h2.
+                None if tls.alpn().contains(&AlpnProtocol::Http11) => Protocols::Http1,
+                None => Protocols::Http2,
+            };
+            let conn = ConnInfo {
+                entrypoint,
+                entrypoint_index,
+                remote,
+                local,
+                tls: Some(TlsInfo {
+                    alpn: accepted.alpn,
+                    version: accepted.version,
+                    sni: accepted.sni,
+                    client: accepted.client,
+                }),
+            };
+            serve_connection(accepted.stream, Arc::new(conn), protocols, handler, drain).await;
         });
-        tokio::spawn(serve_connection(
-            stream,
-            conn,
-            handler.clone(),
-            drain.clone(),
-        ));
     }
 }
 
-async fn serve_connection<H: Handler>(
-    stream: TcpStream,
+async fn serve_connection<H, I>(
+    io: I,
     conn: Arc<ConnInfo>,
+    protocols: Protocols,
     handler: H,
     mut drain: DrainWatch,
-) {
+) where
+    H: Handler,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http2()
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    builder = match protocols {
+        Protocols::Plaintext => builder,
+        Protocols::Http1 => builder.http1_only(),
+        Protocols::Http2 => builder.http2_only(),
+    };
     let service = service(handler, conn.clone(), drain.clone());
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = tokio::select! {
         result = connection.as_mut() => result,
@@ -91,8 +151,8 @@ async fn serve_connection<H: Handler>(
     }
 }
 
-/// The per-connection service: hands requests to the handler, and takes over HTTP/1.1
-/// requests that ask for `Upgrade: h2c`.
+/// The per-connection service: hands requests to the handler, and on plaintext connections
+/// takes over HTTP/1.1 requests that ask for `Upgrade: h2c`.
 pub(crate) fn service<H: Handler>(
     handler: H,
     conn: Arc<ConnInfo>,
@@ -107,7 +167,11 @@ pub(crate) fn service<H: Handler>(
     service_fn(move |mut request: Request<Incoming>| {
         let handler = handler.clone();
         let conn = conn.clone();
-        let upgrade = h2c_upgrade::take(&mut request, &handler, &conn, &drain);
+        let upgrade = if conn.tls.is_none() {
+            h2c_upgrade::take(&mut request, &handler, &conn, &drain)
+        } else {
+            None
+        };
         async move {
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);

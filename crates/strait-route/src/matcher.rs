@@ -1,6 +1,7 @@
 use http::header::HOST;
 use http::Request;
 use strait_config::{HostMatch, Match, ValueMatch};
+use strait_tls::ClientIdentity;
 
 /// One router's conditions, ready to evaluate without allocating.
 #[derive(Debug)]
@@ -56,12 +57,20 @@ impl Matcher {
             host_len,
             path_rank,
             path_len,
-            conditions: usize::from(!m.methods.is_empty()) + m.headers.len() + m.query.len(),
+            conditions: usize::from(!m.methods.is_empty())
+                + m.headers.len()
+                + m.query.len()
+                + usize::from(m.client_cert_san.is_some()),
         }
     }
 
-    pub(crate) fn matches<B>(&self, request: &Request<B>) -> bool {
+    pub(crate) fn matches<B>(&self, request: &Request<B>, client: Option<&ClientIdentity>) -> bool {
         let m = &self.conditions;
+        if let Some(san) = &m.client_cert_san {
+            if !client.is_some_and(|c| c.has_san(san)) {
+                return false;
+            }
+        }
         let path = request.uri().path();
         if let Some(expected) = &m.path {
             if path != expected {

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use http::Request;
 use strait_config::Config;
+use strait_tls::ClientIdentity;
 
 use crate::matcher::Matcher;
 
@@ -69,10 +70,16 @@ impl RouteTable {
     }
 
     /// The first router on `entrypoint` (its index in the config) whose conditions all hold.
-    pub fn route<B>(&self, entrypoint: usize, request: &Request<B>) -> Option<&Arc<Route>> {
+    /// `client` is the verified client certificate, on mTLS entrypoints.
+    pub fn route<B>(
+        &self,
+        entrypoint: usize,
+        request: &Request<B>,
+        client: Option<&ClientIdentity>,
+    ) -> Option<&Arc<Route>> {
         self.by_entrypoint
             .get(entrypoint)?
             .iter()
-            .find(|route| route.matcher.matches(request))
+            .find(|route| route.matcher.matches(request, client))
     }
 }

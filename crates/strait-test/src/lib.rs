@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod http_echo;
 pub mod raw;
+pub mod tls;
 
 use std::net::SocketAddr;
 

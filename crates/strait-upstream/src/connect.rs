@@ -1,27 +1,80 @@
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use strait_config::AlpnProtocol;
 use strait_core::{ErrorKind, ProxyError, Side};
+use strait_tls::UpstreamConnector;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-/// How long establishing a TCP connection may take. A connect is not a stream, so this is the
-/// one timeout strait applies by default (Envoy uses the same 5 s).
+/// How long establishing a TCP connection (and its TLS handshake) may take. A connect is not
+/// a stream, so this is the one timeout strait applies by default (Envoy uses 5 s too).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Where an endpoint's connections go.
+/// A byte stream to a backend, plaintext or TLS.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+pub(crate) struct Connection {
+    pub(crate) io: Box<dyn Io>,
+    /// What TLS negotiated; `None` for plaintext or when the server chose nothing.
+    pub(crate) alpn: Option<AlpnProtocol>,
+}
+
+/// What an endpoint is known to speak, learned from ALPN on the first TLS connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Learned {
+    Unknown = 0,
+    H2 = 1,
+    Http1 = 2,
+}
+
+/// Where an endpoint's connections go, and how.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
     host: String,
     port: u16,
     pub(crate) label: Arc<str>,
+    pub(crate) tls: Option<UpstreamConnector>,
+    learned: Arc<AtomicU8>,
 }
 
 impl Target {
-    pub(crate) fn new(host: String, port: u16, label: Arc<str>) -> Target {
-        Target { host, port, label }
+    pub(crate) fn new(
+        host: String,
+        port: u16,
+        label: Arc<str>,
+        tls: Option<UpstreamConnector>,
+    ) -> Target {
+        Target {
+            host,
+            port,
+            label,
+            tls,
+            learned: Arc::new(AtomicU8::new(Learned::Unknown as u8)),
+        }
     }
 
-    pub(crate) async fn connect(&self) -> Result<TcpStream, ProxyError> {
+    pub(crate) fn learned(&self) -> Learned {
+        match self.learned.load(Ordering::Acquire) {
+            1 => Learned::H2,
+            2 => Learned::Http1,
+            _ => Learned::Unknown,
+        }
+    }
+
+    pub(crate) fn learn(&self, alpn: Option<AlpnProtocol>) -> Learned {
+        let learned = match alpn {
+            Some(AlpnProtocol::H2) => Learned::H2,
+            // No ALPN from a TLS server means HTTP/1.1.
+            _ => Learned::Http1,
+        };
+        self.learned.store(learned as u8, Ordering::Release);
+        learned
+    }
+
+    pub(crate) async fn connect(&self) -> Result<Connection, ProxyError> {
         let fail = |what: &str| {
             ProxyError::new(
                 ErrorKind::Connect,
@@ -29,17 +82,31 @@ impl Target {
                 format!("{what} endpoint {}", self.label),
             )
         };
-        let attempt = TcpStream::connect((self.host.as_str(), self.port));
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(fail("cannot connect to").with_source(e)),
-            Err(_) => {
-                return Err(fail("timed out after 5s connecting to"));
-            }
+        let connect = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| fail("cannot connect to").with_source(e))?;
+            // Small gRPC messages must not wait for Nagle.
+            let _ = tcp.set_nodelay(true);
+            let Some(tls) = &self.tls else {
+                return Ok(Connection {
+                    io: Box::new(tcp),
+                    alpn: None,
+                });
+            };
+            let connected = tls
+                .connect(&self.host, tcp)
+                .await
+                .map_err(|e| fail("TLS handshake failed with").with_source(e))?;
+            Ok(Connection {
+                io: Box::new(connected.stream),
+                alpn: connected.alpn,
+            })
         };
-        // Small gRPC messages must not wait for Nagle.
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Ok(result) => result,
+            Err(_) => Err(fail("timed out after 5s connecting to")),
+        }
     }
 
     /// The `Host`/`:authority` to use when the client sent none.

@@ -13,10 +13,16 @@ use hyper_util::rt::TokioIo;
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use tracing::debug;
 
-use crate::connect::Target;
+use crate::connect::{Learned, Target};
 
 /// Idle connections kept per endpoint; more are closed when their response ends.
 const MAX_IDLE: usize = 64;
+
+/// A connection checked out of the pool for one request.
+pub(crate) struct Checkout {
+    sender: SendRequest<Body>,
+    reused: bool,
+}
 
 /// The HTTP/1.1 connections to one endpoint: one request at a time each, idle ones reused.
 #[derive(Debug)]
@@ -62,12 +68,33 @@ impl H1Pool {
         idle.len()
     }
 
-    pub(crate) async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
+    /// A connection ready for one request: an idle one, or a new one.
+    pub(crate) async fn checkout(&self) -> Result<Checkout, ProxyError> {
+        match self.take_idle() {
+            Some(sender) => Ok(Checkout {
+                sender,
+                reused: true,
+            }),
+            None => Ok(Checkout {
+                sender: self.connect().await?,
+                reused: false,
+            }),
+        }
+    }
+
+    /// Sends `request` on the checked-out connection; a pooled connection the backend had
+    /// closed is replaced by a new one.
+    pub(crate) async fn send_on(
+        &self,
+        checkout: Checkout,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
         let mut request = to_origin_form(request, &self.shared.target);
+        let mut next = Some(checkout);
         loop {
-            let (mut sender, reused) = match self.take_idle() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+            let Checkout { mut sender, reused } = match next.take() {
+                Some(checkout) => checkout,
+                None => self.checkout().await?,
             };
             if sender.ready().await.is_err() {
                 continue;
@@ -108,9 +135,16 @@ impl H1Pool {
 
     async fn connect(&self) -> Result<SendRequest<Body>, ProxyError> {
         let target = &self.shared.target;
-        let io = target.connect().await?;
+        let connection = target.connect().await?;
+        if target.tls.is_some() && target.learn(connection.alpn) != Learned::Http1 {
+            return Err(ProxyError::new(
+                ErrorKind::Refused,
+                Side::Upstream,
+                format!("endpoint {} negotiated h2 via ALPN", target.label),
+            ));
+        }
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(io))
+            .handshake(TokioIo::new(connection.io))
             .await
             .map_err(|e| {
                 ProxyError::new(

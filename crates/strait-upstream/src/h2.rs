@@ -13,7 +13,7 @@ use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use crate::connect::Target;
+use crate::connect::{Learned, Target};
 
 /// Per-stream flow-control window we advertise to backends. 1 MiB keeps a 16 MiB message
 /// moving without one round trip per 64 KiB; the connection window allows 16 such streams.
@@ -57,6 +57,9 @@ struct ConnState {
     max: AtomicUsize,
     closed: AtomicBool,
 }
+
+/// A stream slot on a connection, ready to send on.
+pub(crate) struct ReadyStream(Lease, SendRequest<Bytes>);
 
 /// One stream's claim on a connection; releases the slot when dropped.
 #[derive(Debug)]
@@ -106,8 +109,13 @@ impl H2Pool {
         conns.len()
     }
 
-    pub(crate) async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
-        let (lease, mut sender) = self.ready_stream().await?;
+    /// Sends `request` on a stream from [`H2Pool::ready_stream`].
+    pub(crate) async fn send_on(
+        &self,
+        ready: ReadyStream,
+        request: Request<Body>,
+    ) -> Result<Response<Body>, ProxyError> {
+        let ReadyStream(lease, mut sender) = ready;
         let (parts, body) = request.into_parts();
         let end_of_stream = body.is_end_stream();
         let (response, stream) = sender
@@ -133,12 +141,12 @@ impl H2Pool {
     }
 
     /// A connection with room and a sender ready to open a stream on it.
-    async fn ready_stream(&self) -> Result<(Lease, SendRequest<Bytes>), ProxyError> {
+    pub(crate) async fn ready_stream(&self) -> Result<ReadyStream, ProxyError> {
         let mut last_error = None;
         for _ in 0..READY_ATTEMPTS {
             let lease = self.acquire().await?;
             match lease.conn.send.clone().ready().await {
-                Ok(sender) => return Ok((lease, sender)),
+                Ok(sender) => return Ok(ReadyStream(lease, sender)),
                 Err(e) => {
                     // GOAWAY or a closed connection: nothing was sent, so another connection
                     // is always safe.
@@ -184,11 +192,21 @@ impl H2Pool {
     }
 
     async fn connect(&self) -> Result<Arc<H2Conn>, ProxyError> {
-        let io = self.target.connect().await?;
+        let connection = self.target.connect().await?;
+        if self.target.tls.is_some() && self.target.learn(connection.alpn) != Learned::H2 {
+            return Err(ProxyError::new(
+                ErrorKind::Refused,
+                Side::Upstream,
+                format!(
+                    "endpoint {} did not negotiate h2 via ALPN",
+                    self.target.label
+                ),
+            ));
+        }
         let (send, mut connection) = h2::client::Builder::new()
             .initial_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake::<_, Bytes>(io)
+            .handshake::<_, Bytes>(connection.io)
             .await
             .map_err(|e| {
                 ProxyError::new(

@@ -1,6 +1,7 @@
 //! Connecting to backends. One [`Endpoint`] per backend address: HTTP/2 endpoints share
 //! multiplexed connections up to the peer's SETTINGS_MAX_CONCURRENT_STREAMS, HTTP/1.1
-//! endpoints keep an idle pool. This crate and `strait-http` are the only ones that touch the
+//! endpoints keep an idle pool, and `https://` endpoints use whichever ALPN negotiated,
+//! remembered per endpoint. This crate and `strait-http` are the only ones that touch the
 //! HTTP engines; everything above sees `http::Request`/`Response` and [`strait_core::Body`].
 
 mod connect;
@@ -10,13 +11,23 @@ mod h2;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use strait_config::{UpstreamScheme, UpstreamUrl};
-use strait_core::{Body, ProxyError};
+use strait_config::{AlpnProtocol, UpstreamScheme, UpstreamUrl};
+use strait_core::{Body, ErrorKind, ProxyError, Side};
+use strait_tls::UpstreamConnector;
+
+use crate::connect::{Learned, Target};
+
+/// A connection ready for one request, of the protocol the endpoint speaks.
+enum Ready {
+    H2(h2::ReadyStream),
+    H1(h1::Checkout),
+}
 
 /// One backend address and the connections to it.
 #[derive(Debug)]
 pub struct Endpoint {
     label: Arc<str>,
+    target: Target,
     pool: Pool,
 }
 
@@ -24,27 +35,43 @@ pub struct Endpoint {
 enum Pool {
     H2(h2::H2Pool),
     H1(h1::H1Pool),
+    /// `https://`: both, used as ALPN decides.
+    Tls(h2::H2Pool, h1::H1Pool),
 }
 
 // === impl Endpoint ===
 
 impl Endpoint {
-    pub fn new(url: &UpstreamUrl) -> Endpoint {
+    /// `tls` is the service's connector, required for `https://` URLs and unused otherwise.
+    pub fn new(url: &UpstreamUrl, tls: Option<&UpstreamConnector>) -> Endpoint {
         let scheme = match url.scheme {
             UpstreamScheme::H2c => "h2c",
             UpstreamScheme::Http => "http",
+            UpstreamScheme::Https => "https",
         };
         let label: Arc<str> = if url.host.contains(':') {
             format!("{scheme}://[{}]:{}", url.host, url.port).into()
         } else {
             format!("{scheme}://{}:{}", url.host, url.port).into()
         };
-        let target = connect::Target::new(url.host.clone(), url.port, label.clone());
-        let pool = match url.scheme {
-            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target)),
-            UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target)),
+        let tls = match url.scheme {
+            UpstreamScheme::Https => tls.cloned(),
+            _ => None,
         };
-        Endpoint { label, pool }
+        let target = Target::new(url.host.clone(), url.port, label.clone(), tls);
+        let pool = match url.scheme {
+            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target.clone())),
+            UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone())),
+            UpstreamScheme::Https => Pool::Tls(
+                h2::H2Pool::new(target.clone()),
+                h1::H1Pool::new(target.clone()),
+            ),
+        };
+        Endpoint {
+            label,
+            target,
+            pool,
+        }
     }
 
     /// How users see this endpoint in errors, logs and metrics: `h2c://127.0.0.1:50051`.
@@ -56,10 +83,56 @@ impl Endpoint {
     /// authority is what the backend sees as `:authority` or `Host`. Hop-by-hop headers must
     /// already be gone.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let grpc = strait_grpc::is_grpc(request.headers());
         match &self.pool {
-            Pool::H2(pool) => pool.send(request).await,
-            Pool::H1(pool) => pool.send(request).await,
+            Pool::H2(h2) => h2.send_on(h2.ready_stream().await?, request).await,
+            Pool::H1(h1) => {
+                if grpc {
+                    return Err(self.http2_required("is an http:// (HTTP/1.1) server"));
+                }
+                h1.send_on(h1.checkout().await?, request).await
+            }
+            Pool::Tls(h2, h1) => {
+                let mut retried = false;
+                loop {
+                    let tried = self.tls_protocol();
+                    let ready = match tried {
+                        Learned::Http1 if grpc => {
+                            return Err(self.http2_required("negotiated http/1.1 via ALPN"));
+                        }
+                        Learned::Http1 => h1.checkout().await.map(Ready::H1),
+                        _ => h2.ready_stream().await.map(Ready::H2),
+                    };
+                    match ready {
+                        Ok(Ready::H2(stream)) => return h2.send_on(stream, request).await,
+                        Ok(Ready::H1(checkout)) => return h1.send_on(checkout, request).await,
+                        // The first connection taught us the backend speaks the other
+                        // protocol; nothing was sent, so trying that one is safe.
+                        Err(_) if !retried && self.tls_protocol() != tried => retried = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
         }
+    }
+
+    /// Which protocol to try on a TLS endpoint: what ALPN taught us, else h2 when offered.
+    fn tls_protocol(&self) -> Learned {
+        match (self.target.learned(), &self.target.tls) {
+            (Learned::Unknown, Some(tls)) if !tls.offers(AlpnProtocol::H2) => Learned::Http1,
+            (learned, _) => learned,
+        }
+    }
+
+    fn http2_required(&self, why: &str) -> ProxyError {
+        ProxyError::new(
+            ErrorKind::Http2Required,
+            Side::Upstream,
+            format!(
+                "endpoint {} {why}, but gRPC needs HTTP/2 (use h2c://, or https:// with a backend that accepts ALPN h2)",
+                self.label
+            ),
+        )
     }
 
     /// Open connections to this endpoint (for tests and the admin API).
@@ -67,6 +140,7 @@ impl Endpoint {
         match &self.pool {
             Pool::H2(pool) => pool.open_connections(),
             Pool::H1(pool) => pool.open_connections(),
+            Pool::Tls(h2, h1) => h2.open_connections() + h1.open_connections(),
         }
     }
 }

@@ -43,10 +43,16 @@ fn urls() {
     let url = parse_url("h2c://[::1]:7").unwrap();
     assert_eq!((url.host.as_str(), url.port), ("::1", 7));
     assert_eq!(url_text(&url), "h2c://[::1]:7");
+    let url = parse_url("HTTPS://Api.Internal").unwrap();
+    assert_eq!(url.scheme, UpstreamScheme::Https);
+    assert_eq!((url.host.as_str(), url.port), ("api.internal", 443));
+    assert_eq!(url_text(&url), "https://api.internal:443");
+    let url = parse_url("https://[::1]:8443/").unwrap();
+    assert_eq!((url.host.as_str(), url.port), ("::1", 8443));
     for (bad, want) in [
         ("127.0.0.1:80", "not a server URL"),
         ("grpc://a:1", "unsupported scheme `grpc://`"),
-        ("https://a:1", "https:// servers are not supported yet"),
+        ("https://a:0", "invalid port `0`"),
         ("h2c://a:1/x", "has a path (`/x`)"),
         ("h2c://a:1?x", "has a path"),
         ("h2c://a:0", "invalid port `0`"),
@@ -62,6 +68,11 @@ fn urls() {
         let (message, _) = parse_url(bad).unwrap_err();
         assert!(message.contains(want), "{bad}: {message}");
     }
+    let (_, hint) = parse_url("https://a:x").unwrap_err();
+    assert_eq!(
+        hint.as_deref(),
+        Some("ports are 1-65535; leave the port out for 443")
+    );
 }
 
 #[test]

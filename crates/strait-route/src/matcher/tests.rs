@@ -14,7 +14,7 @@ fn table(routers: &str) -> RouteTable {
 }
 
 fn route(table: &RouteTable, request: Request<()>) -> Option<String> {
-    table.route(0, &request).map(|r| r.name.to_string())
+    table.route(0, &request, None).map(|r| r.name.to_string())
 }
 
 fn get(uri: &str) -> Request<()> {
@@ -142,9 +142,9 @@ fn ties_keep_file_order_and_entrypoints_filter() {
          \x20 internal_only: { entrypoints: [internal], match: { path: /x }, service: a }\n",
     );
     assert_eq!(route(&t, get("/x")).as_deref(), Some("first"));
-    let internal = t.route(1, &get("/x")).map(|r| r.name.to_string());
+    let internal = t.route(1, &get("/x"), None).map(|r| r.name.to_string());
     assert_eq!(internal.as_deref(), Some("internal_only"));
-    assert!(t.route(7, &get("/x")).is_none());
+    assert!(t.route(7, &get("/x"), None).is_none());
 }
 
 #[test]

@@ -1,0 +1,1 @@
+//! `strait check tls`: being written.
