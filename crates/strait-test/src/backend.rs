@@ -82,10 +82,23 @@ impl TestBackend {
     /// A backend that advertises SETTINGS_MAX_CONCURRENT_STREAMS = `max`.
     pub async fn start_with_max_streams(max: Option<u32>) -> TestBackend {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        Self::serve(listener, max)
+        Self::serve(listener, max, None)
     }
 
-    fn serve(listener: TcpListener, max_streams: Option<u32>) -> TestBackend {
+    /// A gRPC backend behind TLS (tonic's rustls) with `identity`; it offers ALPN h2.
+    pub async fn start_tls(identity: &crate::tls::Issued) -> TestBackend {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let tls = tonic::transport::ServerTlsConfig::new().identity(
+            tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem),
+        );
+        Self::serve(listener, None, Some(tls))
+    }
+
+    fn serve(
+        listener: TcpListener,
+        max_streams: Option<u32>,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+    ) -> TestBackend {
         let addr = listener.local_addr().unwrap();
         let observed = Observed::default();
         let connections = observed.connections.clone();
@@ -97,8 +110,12 @@ impl TestBackend {
         })
         .max_decoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE)
         .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = builder
                 .max_concurrent_streams(max_streams)
                 .add_service(service)
                 .serve_with_incoming(incoming)

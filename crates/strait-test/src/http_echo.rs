@@ -29,6 +29,24 @@ impl Drop for HttpEcho {
 
 impl HttpEcho {
     pub async fn start() -> HttpEcho {
+        Self::start_with(None).await
+    }
+
+    /// The same backend behind TLS with `identity`, offering `alpn` (e.g. `["http/1.1"]` for
+    /// a backend that cannot speak HTTP/2 over TLS).
+    pub async fn start_tls(identity: &crate::tls::Issued, alpn: &[&str]) -> HttpEcho {
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                crate::tls::pem_certs(&identity.cert_pem),
+                crate::tls::pem_key(&identity.key_pem),
+            )
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> HttpEcho {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -42,14 +60,35 @@ impl HttpEcho {
                 };
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
                         describe(request)
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                            let builder = if h2 {
+                                builder.http2_only()
+                            } else {
+                                builder.http1_only()
+                            };
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                        None => {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
                 });
             }
         });

@@ -250,3 +250,100 @@ fn dns_names(der: &[u8]) -> Vec<String> {
     }
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn write_cert(dir: &Path, name: &str, sans: &[&str]) -> CertificateFiles {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let files = CertificateFiles {
+            cert_file: dir.join(format!("{name}.pem")),
+            key_file: dir.join(format!("{name}.key")),
+            default: false,
+        };
+        std::fs::write(&files.cert_file, cert.pem()).unwrap();
+        std::fs::write(&files.key_file, key.serialize_pem()).unwrap();
+        files
+    }
+
+    fn leaf(store: &CertStore, sni: Option<&str>) -> Option<Vec<u8>> {
+        store
+            .resolve_name(sni)
+            .map(|c| c.end_entity_cert().unwrap().as_ref().to_vec())
+    }
+
+    #[test]
+    fn exact_wildcard_and_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_cert(dir.path(), "a", &["a.test"]);
+        let wild = write_cert(dir.path(), "wild", &["*.w.test"]);
+        let store = CertStore::load("web", &[a.clone(), wild], false).unwrap();
+        let a_der = leaf(&store, Some("a.test")).unwrap();
+        let wild_der = leaf(&store, Some("x.w.test")).unwrap();
+        assert_ne!(a_der, wild_der);
+        assert_eq!(leaf(&store, Some("A.TEST.")).unwrap(), a_der);
+        // A wildcard covers exactly one label.
+        assert_eq!(leaf(&store, Some("y.x.w.test")).unwrap(), a_der);
+        assert_eq!(leaf(&store, Some("w.test")).unwrap(), a_der);
+        assert_eq!(leaf(&store, None).unwrap(), a_der);
+    }
+
+    #[test]
+    fn explicit_default_and_strict() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write_cert(dir.path(), "a", &["a.test"]);
+        let mut b = write_cert(dir.path(), "b", &["b.test"]);
+        b.default = true;
+        let store = CertStore::load("web", &[a.clone(), b.clone()], false).unwrap();
+        assert_eq!(leaf(&store, Some("other")), leaf(&store, Some("b.test")));
+        let strict = CertStore::load("web", &[a, b], true).unwrap();
+        assert!(leaf(&strict, Some("other")).is_none());
+        assert!(leaf(&strict, None).is_none());
+        assert!(leaf(&strict, Some("a.test")).is_some());
+    }
+
+    #[test]
+    fn reload_swaps_good_files_and_keeps_the_old_on_bad_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_cert(dir.path(), "a", &["a.test"]);
+        let store = CertStore::load("web", std::slice::from_ref(&files), false).unwrap();
+        let before = leaf(&store, Some("a.test"));
+        assert!(matches!(store.reload(), Reload::Unchanged));
+
+        std::fs::write(&files.cert_file, "not a certificate").unwrap();
+        assert!(matches!(store.reload(), Reload::Kept(_)));
+        assert_eq!(leaf(&store, Some("a.test")), before);
+
+        let renewed = write_cert(dir.path(), "renewed", &["a.test"]);
+        std::fs::copy(&renewed.cert_file, &files.cert_file).unwrap();
+        // The old key does not match the new certificate: refused too.
+        assert!(
+            matches!(store.reload(), Reload::Kept(TlsError::Pem(ref e)) if e.what.contains("does not belong"))
+        );
+        std::fs::copy(&renewed.key_file, &files.key_file).unwrap();
+        assert!(matches!(store.reload(), Reload::Swapped));
+        assert_ne!(leaf(&store, Some("a.test")), before);
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = write_cert(dir.path(), "a", &["a.test"]);
+        std::fs::write(
+            &files.key_file,
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let err = CertStore::load("web", &[files.clone()], false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&files.key_file.display().to_string()), "{err}");
+    }
+}

@@ -41,6 +41,7 @@ const DEFAULT_ALPN: [AlpnProtocol; 2] = [AlpnProtocol::H2, AlpnProtocol::Http11]
 const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const ALPN_HINT: &str = "the protocols are `h2` and `http/1.1`";
+const NAME_HINT: &str = "write a name such as api.internal or an IP such as 10.0.0.1";
 const HEADER_NAME_HINT: &str = "header names are letters, digits and !#$%&'*+-.^_`|~";
 
 /// Headers that the proxy itself decides, or that HTTP/2 forbids; carrying the client's
@@ -723,7 +724,6 @@ fn parse_server_name(text: &str) -> Result<String, (String, Option<String>)> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(ip.to_string());
     }
-    const NAME_HINT: &str = "write a name such as api.internal or an IP such as 10.0.0.1";
     if text.contains("://") {
         return invalid(
             "it is a URL",

@@ -6,7 +6,8 @@ use rustls::pki_types::CertificateDer;
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::{
     Oid, OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
-    OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_SIG_ED25519, OID_SIG_ED448,
+    OID_PKCS1_RSAENCRYPTION, OID_PKCS1_RSASSAPSS, OID_PKIX_AUTHORITY_INFO_ACCESS, OID_SIG_ED25519,
+    OID_SIG_ED448,
 };
 use x509_parser::prelude::{FromDer, X509Certificate, X509Name};
 
@@ -27,6 +28,8 @@ pub(crate) struct CertInfo {
     pub(crate) self_issued: bool,
     /// The issuer name's DER contents (no SEQUENCE header), as trust anchors store subjects.
     pub(crate) issuer_der: Vec<u8>,
+    /// It says where to fetch its issuer's certificate, as public CAs' certificates do.
+    pub(crate) has_issuer_url: bool,
 }
 
 // === impl CertInfo ===
@@ -46,6 +49,9 @@ impl CertInfo {
             is_ca: cert.is_ca(),
             self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
             issuer_der: der_contents(cert.issuer().as_raw()).to_vec(),
+            has_issuer_url: cert
+                .find_extension(&OID_PKIX_AUTHORITY_INFO_ACCESS)
+                .is_some(),
         })
     }
 
@@ -149,7 +155,10 @@ fn key_kind(cert: &X509Certificate<'_>) -> String {
 
 /// The size in bits of a big-endian unsigned integer.
 fn bits(integer: &[u8]) -> usize {
-    let start = integer.iter().position(|b| *b != 0).unwrap_or(integer.len());
+    let start = integer
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(integer.len());
     match integer.get(start) {
         Some(first) => (integer.len() - start) * 8 - first.leading_zeros() as usize,
         None => 0,
@@ -168,9 +177,9 @@ pub(crate) fn der_contents(tlv: &[u8]) -> &[u8] {
         let Some(len_bytes) = tlv.get(2..2 + count) else {
             return tlv;
         };
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| acc.saturating_mul(256).saturating_add(usize::from(*b)));
+        let len = len_bytes.iter().fold(0usize, |acc, b| {
+            acc.saturating_mul(256).saturating_add(usize::from(*b))
+        });
         (2 + count, len)
     };
     tlv.get(header..header.saturating_add(len)).unwrap_or(tlv)

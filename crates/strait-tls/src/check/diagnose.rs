@@ -111,10 +111,9 @@ fn failed(failure: &Failure, report: &Report, seen: &Seen) -> Finding {
                  ({why:?}); strait speaks TLS 1.2 and 1.3 with modern cipher suites"
             ),
         ),
-        Failure::Tls(e) => Finding::problem(
-            "handshake_failed",
-            format!("the TLS handshake failed: {e}"),
-        ),
+        Failure::Tls(e) => {
+            Finding::problem("handshake_failed", format!("the TLS handshake failed: {e}"))
+        }
         Failure::Io(_) | Failure::ClosedAfterHandshake if missing_cert => cert_required(),
         Failure::Io(e) => Finding::problem(
             "handshake_failed",
@@ -162,7 +161,11 @@ fn untrusted(error: &rustls::Error, report: &Report, trust: &Trust) -> Finding {
             format!("the certificate was not accepted: {error}"),
         );
     };
-    let chain: Vec<&CertInfo> = report.chain.iter().filter_map(|c| c.as_ref().ok()).collect();
+    let chain: Vec<&CertInfo> = report
+        .chain
+        .iter()
+        .filter_map(|c| c.as_ref().ok())
+        .collect();
     let now = report.now;
     match error {
         CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -213,13 +216,13 @@ fn untrusted(error: &rustls::Error, report: &Report, trust: &Trust) -> Finding {
             }
         }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            let names = match (error, chain.first()) {
-                (CertificateError::NotValidForNameContext { presented, .. }, _)
+            let names = match (chain.first(), error) {
+                (Some(leaf), _) if !leaf.sans.is_empty() => leaf.sans.join(", "),
+                (_, CertificateError::NotValidForNameContext { presented, .. })
                     if !presented.is_empty() =>
                 {
                     presented.join(", ")
                 }
-                (_, Some(leaf)) if !leaf.sans.is_empty() => leaf.sans.join(", "),
                 _ => "no name at all (it has no subject alternative names; clients ignore \
                       the common name)"
                     .to_owned(),
@@ -255,14 +258,11 @@ fn untrusted(error: &rustls::Error, report: &Report, trust: &Trust) -> Finding {
 
 fn unknown_issuer(chain: &[&CertInfo], trust: &Trust) -> Finding {
     let (Some(leaf), Some(last)) = (chain.first(), chain.last()) else {
-        return Finding::problem(
-            "untrusted",
-            "the certificate is not issued by a trusted CA",
-        );
+        return Finding::problem("untrusted", "the certificate is not issued by a trusted CA");
     };
     let pass_ca = match trust {
-        Trust::CaFile(path) => format!("it is not in --ca {}", path.display()),
-        Trust::PublicRoots => {
+        Trust::CaFile { path, .. } => format!("it is not in --ca {}", path.display()),
+        Trust::PublicRoots(_) => {
             "it is not a public root; pass your private CA with --ca FILE".to_owned()
         }
         Trust::Insecure => "not checked".to_owned(),
@@ -299,14 +299,28 @@ fn unknown_issuer(chain: &[&CertInfo], trust: &Trust) -> Finding {
     }
     if chain.len() == 1 {
         // A leaf alone whose issuer we do not have: either the server leaves out the
-        // intermediate (the usual mistake, and the only one a user can see here), or the
-        // issuer is a CA we were not told to trust.
+        // intermediate, or the issuer is a CA we were not told to trust. With --ca the user
+        // named the CA they expect, so the intermediate is what is missing; with the public
+        // roots, a leaf that does not say where its issuer lives (public CAs' leaves do) is
+        // most likely from a private CA.
+        if matches!(trust, Trust::PublicRoots(_)) && !leaf.has_issuer_url {
+            return Finding::problem(
+                "unknown_ca",
+                format!(
+                    "the certificate is issued by \"{}\", which is not a public root: if it \
+                     is your private CA, pass it with --ca FILE; if it is an intermediate, \
+                     the server does not send it (incomplete chain): configure the server to \
+                     send the full chain (leaf, then intermediates)",
+                    leaf.issuer
+                ),
+            );
+        }
         return Finding::problem(
             "incomplete_chain",
             format!(
                 "incomplete chain: the server sent only its own certificate, issued by \
                  \"{}\", which is not a trusted root, so the intermediate certificate is \
-                 probably missing: configure the server to send the full chain (leaf, then \
+                 missing: configure the server to send the full chain (leaf, then \
                  intermediates). If \"{}\" is itself a root CA, {pass_ca}",
                 leaf.issuer, leaf.issuer
             ),
@@ -402,7 +416,10 @@ pub(super) fn alert_words(alert: AlertDescription) -> String {
             "the server found nothing acceptable: no common cipher suite or signature \
              algorithm, or it requires a client certificate",
         ),
-        A::BadCertificate => ("bad_certificate", "the server rejected the client certificate"),
+        A::BadCertificate => (
+            "bad_certificate",
+            "the server rejected the client certificate",
+        ),
         A::UnsupportedCertificate => (
             "unsupported_certificate",
             "the server does not support the client certificate's type",

@@ -53,7 +53,10 @@ pub(super) struct RecordingResolver {
 
 impl Observed {
     pub(super) fn seen(&self) -> Seen {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut Seen)) {
