@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 
 fn examples() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    // The TLS example needs its certificates, made the way its comments tell a user to.
+    let made = std::process::Command::new(dir.join("certs/make-certs.sh"))
+        .status()
+        .expect("examples/certs/make-certs.sh runs (needs openssl)");
+    assert!(made.success());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -41,7 +46,7 @@ async fn every_example_config_loads_and_starts() {
             admin.address.set_port(0);
         }
         let running = strait_app::start(config).await.expect("example starts");
-        assert!(running.entrypoint("web").is_some());
+        assert!(!running.entrypoints().is_empty());
         assert!(running.shutdown(std::time::Duration::from_secs(5)).await);
     }
 }

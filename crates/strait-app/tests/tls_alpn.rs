@@ -636,3 +636,69 @@ async fn a_bad_certificate_file_stops_start_with_its_path() {
     assert!(err.contains(&cert.key_file.display().to_string()), "{err}");
     assert!(err.contains("does not belong to the certificate"), "{err}");
 }
+
+/// Upstream TLS options: a client certificate for a backend that requires one, a
+/// `server_name` that differs from the URL's host, and `insecure_skip_verify`.
+#[tokio::test]
+async fn upstream_client_certificate_server_name_and_insecure() {
+    let ca = TestCa::new();
+    let listener_cert = ca.server(&["localhost"]);
+
+    // mTLS backend, certificate only for backend.internal, reached by IP.
+    let backend = HttpEcho::start_mtls(&ca.server(&["backend.internal"]), &["h2"], Some(&ca)).await;
+    let url = format!("https://127.0.0.1:{}", backend.addr.port());
+    let client = ca.client(&["spiffe://test/strait"]);
+    let with = |tls: &str| {
+        format!(
+            "{}    tls: {{ {tls} }}\n",
+            tls_config(&listener_cert, "", &url)
+        )
+    };
+    let ca_file = ca.ca_file().display().to_string();
+
+    let cases = [
+        // Everything right: works.
+        (
+            format!(
+                "ca_file: '{ca_file}', server_name: backend.internal, cert_file: '{}', key_file: '{}'",
+                client.cert_file.display(),
+                client.key_file.display()
+            ),
+            true,
+        ),
+        // No client certificate: the backend refuses.
+        (format!("ca_file: '{ca_file}', server_name: backend.internal"), false),
+        // The URL's host (127.0.0.1) is not in the certificate.
+        (
+            format!(
+                "ca_file: '{ca_file}', cert_file: '{}', key_file: '{}'",
+                client.cert_file.display(),
+                client.key_file.display()
+            ),
+            false,
+        ),
+        // No verification at all, for development.
+        (
+            format!(
+                "insecure_skip_verify: true, cert_file: '{}', key_file: '{}'",
+                client.cert_file.display(),
+                client.key_file.display()
+            ),
+            true,
+        ),
+    ];
+    for (tls, works) in cases {
+        let strait = start_strait(&with(&tls)).await;
+        let (ok, out) = curl(
+            strait.entrypoint("websecure").unwrap(),
+            &ca,
+            &["--http2"],
+            "/up",
+        )
+        .await;
+        assert!(ok, "{out}");
+        let expected = if works { "HTTP/2 200" } else { "HTTP/2 502" };
+        assert!(out.starts_with(expected), "tls: {{ {tls} }}\n{out}");
+    }
+    assert_eq!(backend.requests(), 2);
+}

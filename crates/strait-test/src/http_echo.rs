@@ -35,8 +35,31 @@ impl HttpEcho {
     /// The same backend behind TLS with `identity`, offering `alpn` (e.g. `["http/1.1"]` for
     /// a backend that cannot speak HTTP/2 over TLS).
     pub async fn start_tls(identity: &crate::tls::Issued, alpn: &[&str]) -> HttpEcho {
-        let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
+        Self::start_mtls(identity, alpn, None).await
+    }
+
+    /// Like [`HttpEcho::start_tls`], and with `client_ca` it requires client certificates
+    /// issued by that CA.
+    pub async fn start_mtls(
+        identity: &crate::tls::Issued,
+        alpn: &[&str],
+        client_ca: Option<&crate::tls::TestCa>,
+    ) -> HttpEcho {
+        let builder = rustls::ServerConfig::builder();
+        let builder = match client_ca {
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots
+                    .add(crate::tls::pem_certs(ca.ca_pem()).remove(0))
+                    .unwrap();
+                let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                    .build()
+                    .unwrap();
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
             .with_single_cert(
                 crate::tls::pem_certs(&identity.cert_pem),
                 crate::tls::pem_key(&identity.key_pem),

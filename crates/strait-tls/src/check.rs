@@ -237,10 +237,12 @@ async fn handshake(
         .negotiated_cipher_suite()
         .map(|s| format!("{:?}", s.suite()));
 
+    let tls13 = conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
     let mut failure = None;
-    if observed.seen().client_auth_requested {
+    if tls13 && observed.seen().client_auth_requested {
         // In TLS 1.3 the client's handshake is complete before the server has looked at the
         // client certificate (or its absence): a refusal arrives as an alert on the first read.
+        // (In TLS 1.2 it arrives during the handshake.)
         let mut buf = [0u8; 512];
         failure = match timeout(CLIENT_AUTH_VERDICT, tls.read(&mut buf)).await {
             Ok(Ok(0)) => Some(Failure::ClosedAfterHandshake),

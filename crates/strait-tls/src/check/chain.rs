@@ -49,9 +49,10 @@ impl CertInfo {
             is_ca: cert.is_ca(),
             self_issued: cert.subject().as_raw() == cert.issuer().as_raw(),
             issuer_der: der_contents(cert.issuer().as_raw()).to_vec(),
-            has_issuer_url: cert
-                .find_extension(&OID_PKIX_AUTHORITY_INFO_ACCESS)
-                .is_some(),
+            has_issuer_url: matches!(
+                cert.get_extension_unique(&OID_PKIX_AUTHORITY_INFO_ACCESS),
+                Ok(Some(_))
+            ),
         })
     }
 

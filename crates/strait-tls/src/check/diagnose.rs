@@ -125,8 +125,8 @@ fn failed(failure: &Failure, report: &Report, seen: &Seen) -> Finding {
         Failure::Timeout => Finding::problem(
             "handshake_timeout",
             format!(
-                "no TLS handshake within {} s: the server may not speak TLS on this port \
-                 (a plaintext server waits for the client to speak first)",
+                "no TLS handshake within {} s: the server accepted the connection but did \
+                 not answer the TLS client hello; it may not speak TLS on this port",
                 super::HANDSHAKE_TIMEOUT.as_secs()
             ),
         ),
@@ -238,6 +238,9 @@ fn untrusted(error: &rustls::Error, report: &Report, trust: &Trust) -> Finding {
             )
         }
         CertificateError::UnknownIssuer => unknown_issuer(&chain, trust),
+        CertificateError::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            ca_as_leaf(&chain, trust)
+        }
         CertificateError::BadSignature => Finding::problem(
             "bad_signature",
             "a certificate in the chain is not correctly signed by its issuer",
@@ -254,6 +257,35 @@ fn untrusted(error: &rustls::Error, report: &Report, trust: &Trust) -> Finding {
             format!("the certificate was not accepted: {other:?}"),
         ),
     }
+}
+
+/// webpki refuses a certificate marked as a CA (basic constraints CA:TRUE) as the server's
+/// own, even when it is trusted; `openssl req -x509` makes such certificates by default.
+fn ca_as_leaf(chain: &[&CertInfo], trust: &Trust) -> Finding {
+    let Some(leaf) = chain.first() else {
+        return Finding::problem("ca_as_leaf", "the server's certificate is a CA certificate");
+    };
+    let why = "TLS clients built on rustls/webpki (strait among them) refuse a CA certificate \
+               (basic constraints CA:TRUE) as a server's own certificate";
+    if chain.len() == 1 && leaf.self_issued && !trust.has_subject(&leaf.issuer_der) {
+        return Finding::problem(
+            "self_signed",
+            format!(
+                "the certificate is self-signed (\"{}\" issued it to itself) and not \
+                 trusted; it is also marked as a CA, and {why}: use a leaf certificate \
+                 (CA:FALSE) issued by a CA",
+                leaf.subject
+            ),
+        );
+    }
+    Finding::problem(
+        "ca_as_leaf",
+        format!(
+            "the server's certificate \"{}\" is a CA certificate: {why}; issue a leaf \
+             certificate (CA:FALSE) for the server",
+            leaf.subject
+        ),
+    )
 }
 
 fn unknown_issuer(chain: &[&CertInfo], trust: &Trust) -> Finding {
