@@ -224,3 +224,56 @@ pub async fn tls_connect(
     let name = ServerName::try_from(sni.to_owned()).unwrap();
     connector.connect(name, tcp).await
 }
+
+// === intermediates and self-signed certificates (for `strait check tls`) ===
+
+impl TestCa {
+    /// An intermediate CA signed by this one, in its own temp dir: its `ca_file()` and
+    /// `ca_pem()` hold the intermediate's certificate, and what it issues chains up to this CA.
+    pub fn intermediate(&self, name: &str) -> TestCa {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        let ca_pem = cert.pem();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca_pem).unwrap();
+        TestCa {
+            issuer: Issuer::new(params, key),
+            ca_pem,
+            dir,
+            counter: AtomicUsize::new(0),
+        }
+    }
+
+    /// A self-signed server certificate for `names` (a leaf, not a CA; not issued by this
+    /// CA), written into this CA's dir.
+    pub fn self_signed(&self, names: &[&str]) -> Issued {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().copied().unwrap_or("test"));
+        params.subject_alt_names = names.iter().map(|n| san(n)).collect();
+        let now = time_now();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(30);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.self_signed(&key).unwrap();
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let cert_file = self.dir.path().join(format!("self-signed-{n}.pem"));
+        let key_file = self.dir.path().join(format!("self-signed-key-{n}.pem"));
+        let cert_pem = cert.pem();
+        let key_pem = key.serialize_pem();
+        std::fs::write(&cert_file, &cert_pem).unwrap();
+        std::fs::write(&key_file, &key_pem).unwrap();
+        Issued {
+            cert_pem,
+            key_pem,
+            cert_file,
+            key_file,
+        }
+    }
+}

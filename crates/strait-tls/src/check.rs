@@ -354,7 +354,9 @@ impl Report {
             }
         }
         match &self.verification {
-            Verification::Verified => writeln!(out, "verified: yes ({})", self.trust)?,
+            Verification::Verified => {
+                writeln!(out, "verified: yes (trusted roots: {})", self.trust)?
+            }
             Verification::Insecure => writeln!(out, "verified: no, not verified (--insecure)")?,
             Verification::Failed(e) => writeln!(out, "verified: no ({e})")?,
             Verification::NotReached if self.address.is_some() => writeln!(
@@ -520,9 +522,9 @@ impl Trust {
 impl fmt::Display for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Trust::CaFile { path, .. } => write!(f, "trusted roots: --ca {}", path.display()),
-            Trust::PublicRoots(_) => f.write_str("trusted roots: the public web roots"),
-            Trust::Insecure => f.write_str("not verified: --insecure"),
+            Trust::CaFile { path, .. } => write!(f, "--ca {}", path.display()),
+            Trust::PublicRoots(_) => f.write_str("the public web roots"),
+            Trust::Insecure => f.write_str("none (--insecure)"),
         }
     }
 }

@@ -25,7 +25,7 @@ pub struct CertStore {
     strict: bool,
     current: ArcSwap<Certs>,
     /// The file contents the current certificates were built from.
-    loaded: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
+    loaded: Mutex<Contents>,
 }
 
 #[derive(Debug)]
@@ -36,6 +36,9 @@ struct Certs {
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
+
+/// The bytes of each (certificate, key) file pair, in config order.
+type Contents = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// What a reload found.
 #[derive(Debug)]
@@ -139,7 +142,7 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-fn read_all(files: &[CertificateFiles]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TlsError> {
+fn read_all(files: &[CertificateFiles]) -> Result<Contents, TlsError> {
     let read = |path: &std::path::Path| {
         std::fs::read(path).map_err(|e| {
             TlsError::Pem(pem::PemError {
@@ -155,7 +158,7 @@ fn read_all(files: &[CertificateFiles]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TlsEr
         .collect()
 }
 
-fn build(files: &[CertificateFiles], contents: &[(Vec<u8>, Vec<u8>)]) -> Result<Certs, TlsError> {
+fn build(files: &[CertificateFiles], contents: &Contents) -> Result<Certs, TlsError> {
     let provider = provider();
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
@@ -341,7 +344,7 @@ mod tests {
             "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
         )
         .unwrap();
-        let err = CertStore::load("web", &[files.clone()], false)
+        let err = CertStore::load("web", std::slice::from_ref(&files), false)
             .unwrap_err()
             .to_string();
         assert!(err.contains(&files.key_file.display().to_string()), "{err}");

@@ -1,4 +1,4 @@
-//! The `strait` command line: `run`, `check config`, `version`.
+//! The `strait` command line: `run`, `check config`, `check tls`, `version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +47,34 @@ enum Check {
         /// Config file (.yaml, .yml or .toml).
         file: PathBuf,
     },
+    /// Connect to a TLS server and say whether gRPC clients will work: the negotiated ALPN,
+    /// TLS version and cipher suite, the certificate chain, its verification, and a diagnosis.
+    /// Exits 0 when fine, 1 on a problem.
+    Tls {
+        /// HOST:PORT ([ADDR]:PORT for IPv6).
+        target: String,
+        /// ALPN protocols to offer, in order, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "h2,http/1.1")]
+        alpn: Vec<String>,
+        /// Server name to send (SNI) and verify (default: the host, when it is a DNS name).
+        #[arg(long, value_name = "NAME")]
+        sni: Option<String>,
+        /// Trust the CA certificates in this PEM file instead of the public web roots.
+        #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+        ca: Option<PathBuf>,
+        /// Client certificate chain (PEM), for servers that require one.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Do not verify the server's certificate (still show it).
+        #[arg(long)]
+        insecure: bool,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +84,30 @@ fn main() -> ExitCode {
         Command::Check {
             what: Check::Config { file },
         } => check_config(&file),
+        Command::Check {
+            what:
+                Check::Tls {
+                    target,
+                    alpn,
+                    sni,
+                    ca,
+                    cert,
+                    key,
+                    insecure,
+                    json,
+                },
+        } => check_tls(
+            &strait_tls::check::CheckOptions {
+                target,
+                alpn,
+                sni,
+                ca,
+                cert,
+                key,
+                insecure,
+            },
+            json,
+        ),
         Command::Version => {
             println!("strait {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -81,6 +133,30 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+fn check_tls(options: &strait_tls::check::CheckOptions, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = runtime.block_on(strait_tls::check::run(options));
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    if report.is_fine() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -515,7 +515,7 @@ pub(super) fn alert_words(alert: AlertDescription) -> String {
             "no_application_protocol",
             "the server supports none of the offered ALPN protocols",
         ),
-        other => return format!("alert {other:?}"),
+        other => return format!("alert {} ({other:?})", u8::from(other)),
     };
     format!("alert {name} ({words})")
 }
