@@ -6,32 +6,69 @@ pub mod demo;
 mod proxy;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::{ArcSwap, ArcSwapOption};
 use indexmap::IndexMap;
 use strait_admin::AdminState;
 use strait_config::Config;
 use strait_core::{Drain, DrainWatch};
 use strait_tls::TlsListener;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tracing::info;
+use tracing::{error, info};
 
 pub use proxy::Proxy;
 
-/// A running strait: its bound addresses and the handle to stop it.
-#[derive(Debug)]
+/// How often the config file is re-read for changes.
+const CONFIG_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// How long connections of a removed entrypoint may take to finish.
+const RETIRE_GRACE: Duration = Duration::from_secs(30);
+
+/// A running strait: its bound addresses, reload, and the handle to stop it.
+#[derive(Clone, Debug)]
 pub struct Running {
-    entrypoints: IndexMap<String, SocketAddr>,
-    admin: Option<SocketAddr>,
-    admin_state: AdminState,
-    proxy: Proxy,
-    drain: Drain,
-    tasks: JoinSet<()>,
+    state: Arc<State>,
 }
 
-/// Why strait could not start.
+#[derive(Debug)]
+struct State {
+    proxy: Proxy,
+    admin: Option<SocketAddr>,
+    admin_state: AdminState,
+    /// Held across a whole reload, so two reloads never interleave.
+    listeners: tokio::sync::Mutex<IndexMap<String, Listener>>,
+    /// A copy of the listeners' bound addresses for lock-free reads.
+    bound: ArcSwap<IndexMap<String, SocketAddr>>,
+    live: ArcSwap<Live>,
+    /// Fires at shutdown; held by the admin listener and the config watcher.
+    shutdown: Drain,
+}
+
+/// The config that is serving now.
+#[derive(Debug)]
+pub struct Live {
+    pub config: Config,
+    /// 1 for the config strait started with, +1 for each successful reload.
+    pub generation: u64,
+    /// The file it came from, when there is one.
+    pub source: Option<PathBuf>,
+}
+
+/// One entrypoint's socket. Its connections hold watches on `drain`, so the listener knows
+/// when the last of them has finished.
+#[derive(Debug)]
+struct Listener {
+    configured: SocketAddr,
+    bound: SocketAddr,
+    tls: Arc<ArcSwapOption<TlsListener>>,
+    drain: Drain,
+    /// Stops the certificate watcher of the current TLS config.
+    cert_watch: Option<Drain>,
+}
+
+/// Why strait could not start, or a reload could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{what} cannot listen on {address}: {source} (is another process using the port?)")]
@@ -45,76 +82,121 @@ pub enum StartError {
         what: String,
         source: strait_tls::TlsError,
     },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Config(Vec<strait_config::ConfigError>),
+    #[error("there is no config file to reload (strait runs the embedded default or a config given in code)")]
+    NoSource,
 }
 
 /// Binds every listener of `config` and starts serving on the current Tokio runtime.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let (drain, watch) = Drain::new();
-    let proxy = Proxy::new(&config)?;
-    let mut tls = Vec::with_capacity(config.entrypoints.len());
+    let snapshot = Proxy::prepare(&config)?;
+    let tls = tls_listeners(&config)?;
+    let mut sockets = Vec::with_capacity(config.entrypoints.len());
     for (name, entrypoint) in &config.entrypoints {
-        tls.push(match &entrypoint.tls {
-            Some(settings) => Some(Arc::new(TlsListener::new(name, settings).map_err(
-                |source| StartError::Tls {
-                    what: format!("entrypoint `{name}`"),
-                    source,
-                },
-            )?)),
-            None => None,
-        });
-    }
-    let admin_state = AdminState::default();
-    let mut tasks = JoinSet::new();
-
-    let mut listeners = Vec::with_capacity(config.entrypoints.len());
-    for (name, entrypoint) in &config.entrypoints {
-        let listener = bind(format!("entrypoint `{name}`"), entrypoint.address).await?;
-        listeners.push((name.clone(), listener));
+        sockets.push(bind(format!("entrypoint `{name}`"), entrypoint.address).await?);
     }
     let admin_listener = match &config.admin {
         Some(admin) => Some(bind("the admin listener".to_owned(), admin.address).await?),
         None => None,
     };
 
-    let mut entrypoints = IndexMap::new();
-    for (index, ((name, listener), tls)) in listeners.into_iter().zip(tls).enumerate() {
-        let address = local_addr(&listener, &name)?;
-        info!(entrypoint = %name, %address, tls = tls.is_some(), "listening");
-        entrypoints.insert(name.clone(), address);
-        if let Some(tls) = &tls {
-            tasks.spawn(tls.store().clone().watch(watch.clone()));
-        }
-        tasks.spawn(strait_http::serve(
-            listener,
-            Arc::from(name.as_str()),
-            index,
-            tls,
-            proxy.clone(),
-            watch.clone(),
-        ));
+    let proxy = Proxy::empty();
+    proxy.install(snapshot);
+    let shutdown = Drain::new().0;
+    let admin_state = AdminState::default();
+    let mut listeners = IndexMap::new();
+    for (((name, entrypoint), socket), tls) in config.entrypoints.iter().zip(sockets).zip(tls) {
+        let listener = spawn_listener(name, entrypoint.address, socket, tls, &proxy)?;
+        listeners.insert(name.clone(), listener);
     }
     let admin = match admin_listener {
         Some(listener) => {
             let address = local_addr(&listener, "admin")?;
             info!(%address, "admin listening");
-            tasks.spawn(strait_admin::serve(
+            tokio::spawn(strait_admin::serve(
                 listener,
                 admin_state.clone(),
-                watch.clone(),
+                shutdown.watch(),
             ));
             Some(address)
         }
         None => None,
     };
     admin_state.set_ready(true);
+    let bound = bound_addresses(&listeners);
     Ok(Running {
-        entrypoints,
-        admin,
-        admin_state,
-        proxy,
-        drain,
-        tasks,
+        state: Arc::new(State {
+            proxy,
+            admin,
+            admin_state,
+            listeners: tokio::sync::Mutex::new(listeners),
+            bound: ArcSwap::from_pointee(bound),
+            live: ArcSwap::from_pointee(Live {
+                config,
+                generation: 1,
+                source: None,
+            }),
+            shutdown,
+        }),
     })
+}
+
+fn tls_listeners(config: &Config) -> Result<Vec<Option<Arc<TlsListener>>>, StartError> {
+    config
+        .entrypoints
+        .iter()
+        .map(|(name, entrypoint)| match &entrypoint.tls {
+            Some(settings) => TlsListener::new(name, settings)
+                .map(|tls| Some(Arc::new(tls)))
+                .map_err(|source| StartError::Tls {
+                    what: format!("entrypoint `{name}`"),
+                    source,
+                }),
+            None => Ok(None),
+        })
+        .collect()
+}
+
+fn spawn_listener(
+    name: &str,
+    configured: SocketAddr,
+    socket: TcpListener,
+    tls: Option<Arc<TlsListener>>,
+    proxy: &Proxy,
+) -> Result<Listener, StartError> {
+    let bound = local_addr(&socket, name)?;
+    info!(entrypoint = %name, address = %bound, tls = tls.is_some(), "listening");
+    let (drain, watch) = Drain::new();
+    let cert_watch = tls.as_ref().map(|tls| watch_certificates(tls));
+    let tls = Arc::new(ArcSwapOption::new(tls));
+    tokio::spawn(strait_http::serve(
+        socket,
+        Arc::from(name),
+        tls.clone(),
+        proxy.clone(),
+        watch,
+    ));
+    Ok(Listener {
+        configured,
+        bound,
+        tls,
+        drain,
+        cert_watch,
+    })
+}
+
+fn watch_certificates(tls: &Arc<TlsListener>) -> Drain {
+    let (drain, watch) = Drain::new();
+    tokio::spawn(tls.store().clone().watch(watch));
+    drain
+}
+
+fn bound_addresses(listeners: &IndexMap<String, Listener>) -> IndexMap<String, SocketAddr> {
+    listeners
+        .iter()
+        .map(|(name, l)| (name.clone(), l.bound))
+        .collect()
 }
 
 async fn bind(what: String, address: SocketAddr) -> Result<TcpListener, StartError> {
@@ -140,35 +222,173 @@ fn local_addr(listener: &TcpListener, what: &str) -> Result<SocketAddr, StartErr
 impl Running {
     /// The bound address of an entrypoint (useful with port 0).
     pub fn entrypoint(&self, name: &str) -> Option<SocketAddr> {
-        self.entrypoints.get(name).copied()
+        self.state.bound.load().get(name).copied()
     }
 
-    pub fn entrypoints(&self) -> &IndexMap<String, SocketAddr> {
-        &self.entrypoints
+    /// Every entrypoint's bound address.
+    pub fn entrypoints(&self) -> IndexMap<String, SocketAddr> {
+        IndexMap::clone(&self.state.bound.load())
     }
 
     pub fn admin(&self) -> Option<SocketAddr> {
-        self.admin
+        self.state.admin
     }
 
     pub fn proxy(&self) -> &Proxy {
-        &self.proxy
+        &self.state.proxy
+    }
+
+    /// The config serving now.
+    pub fn live(&self) -> Arc<Live> {
+        self.state.live.load_full()
     }
 
     /// A watch that fires when shutdown starts.
     pub fn drain_watch(&self) -> DrainWatch {
-        self.drain.watch()
+        self.state.shutdown.watch()
+    }
+
+    /// Applies `config` in place. It is checked completely first (TLS files, services,
+    /// new sockets); on any error nothing changes and the old config keeps serving. Then new
+    /// requests use the new routes and services while requests in flight finish on the old
+    /// ones; entrypoints whose address did not change keep their socket (their TLS settings
+    /// are swapped for new handshakes), added ones start, removed ones drain.
+    pub async fn reload(&self, config: Config) -> Result<u64, StartError> {
+        let mut listeners = self.state.listeners.lock().await;
+        let snapshot = Proxy::prepare(&config)?;
+        let tls = tls_listeners(&config)?;
+        let mut sockets = IndexMap::new();
+        for (name, entrypoint) in &config.entrypoints {
+            let kept = listeners
+                .get(name)
+                .is_some_and(|l| l.configured == entrypoint.address);
+            if !kept {
+                let socket = bind(format!("entrypoint `{name}`"), entrypoint.address).await?;
+                sockets.insert(name.clone(), socket);
+            }
+        }
+
+        // Everything is ready: switch.
+        self.state.proxy.install(snapshot);
+        let mut next = IndexMap::new();
+        for ((name, entrypoint), tls) in config.entrypoints.iter().zip(tls) {
+            let listener = match (listeners.shift_remove(name), sockets.shift_remove(name)) {
+                (Some(mut old), None) => {
+                    if let Some(stop) = old.cert_watch.take() {
+                        stop.start();
+                    }
+                    old.cert_watch = tls.as_ref().map(watch_certificates);
+                    old.tls.store(tls);
+                    old
+                }
+                (old, Some(socket)) => {
+                    if let Some(old) = old {
+                        retire(name, old);
+                    }
+                    spawn_listener(name, entrypoint.address, socket, tls, &self.state.proxy)?
+                }
+                (None, None) => continue,
+            };
+            next.insert(name.clone(), listener);
+        }
+        for (name, old) in listeners.drain(..) {
+            retire(&name, old);
+        }
+        *listeners = next;
+        self.state
+            .bound
+            .store(Arc::new(bound_addresses(&listeners)));
+        let live = self.state.live.load();
+        let generation = live.generation + 1;
+        self.state.live.store(Arc::new(Live {
+            config,
+            generation,
+            source: live.source.clone(),
+        }));
+        info!(generation, "config reloaded");
+        Ok(generation)
+    }
+
+    /// Reloads the file strait was started from; errors come back with file:line:col.
+    pub async fn reload_from_source(&self) -> Result<u64, StartError> {
+        let Some(path) = self.state.live.load().source.clone() else {
+            return Err(StartError::NoSource);
+        };
+        let config = strait_config::load(&path).map_err(StartError::Config)?;
+        self.reload(config).await
+    }
+
+    /// Records `path` as the config's file and reloads whenever its content changes
+    /// (checked every second, so editors and Kubernetes replacing the file are seen too).
+    pub fn watch_config_file(&self, path: PathBuf) {
+        let live = self.state.live.load();
+        self.state.live.store(Arc::new(Live {
+            config: live.config.clone(),
+            generation: live.generation,
+            source: Some(path.clone()),
+        }));
+        let running = self.clone();
+        let mut stop = self.state.shutdown.watch();
+        tokio::spawn(async move {
+            let mut last = std::fs::read(&path).ok();
+            loop {
+                tokio::select! {
+                    _ = stop.signaled() => return,
+                    _ = tokio::time::sleep(CONFIG_WATCH_INTERVAL) => {}
+                }
+                let now = std::fs::read(&path).ok();
+                if now.is_none() || now == last {
+                    continue;
+                }
+                last = now;
+                info!(file = %path.display(), "config file changed; reloading");
+                if let Err(e) = running.reload_from_source().await {
+                    log_reload_error(&e);
+                }
+            }
+        });
     }
 
     /// Stops accepting, tells open connections to finish (HTTP/2 GOAWAY, HTTP/1.1
     /// `connection: close`), and waits up to `grace` for them to end. Returns false if some
     /// were still open when `grace` ran out.
-    pub async fn shutdown(mut self, grace: Duration) -> bool {
-        self.admin_state.set_ready(false);
-        self.drain.start();
-        while self.tasks.join_next().await.is_some() {}
-        tokio::time::timeout(grace, self.drain.drained())
-            .await
-            .is_ok()
+    pub async fn shutdown(self, grace: Duration) -> bool {
+        self.state.admin_state.set_ready(false);
+        self.state.shutdown.start();
+        let mut listeners = self.state.listeners.lock().await;
+        for listener in listeners.values_mut() {
+            listener.drain.start();
+            if let Some(stop) = listener.cert_watch.take() {
+                stop.start();
+            }
+        }
+        let all = futures_util::future::join_all(listeners.values().map(|l| l.drain.drained()));
+        tokio::time::timeout(grace, all).await.is_ok()
     }
+}
+
+/// Logs a refused reload with every error and its location.
+pub fn log_reload_error(err: &StartError) {
+    match err {
+        StartError::Config(errors) => {
+            for e in errors {
+                error!("{e}");
+            }
+            error!("config reload refused; the previous config keeps serving");
+        }
+        e => error!("config reload refused; the previous config keeps serving: {e}"),
+    }
+}
+
+/// A removed or moved entrypoint stops accepting; its connections finish what they have in
+/// flight, for at most the drain timeout.
+fn retire(name: &str, mut listener: Listener) {
+    info!(entrypoint = %name, address = %listener.bound, "entrypoint removed; draining");
+    listener.drain.start();
+    if let Some(stop) = listener.cert_watch.take() {
+        stop.start();
+    }
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(RETIRE_GRACE, listener.drain.drained()).await;
+    });
 }

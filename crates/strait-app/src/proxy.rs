@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -27,23 +28,49 @@ pub struct Proxy {
 pub(crate) struct Snapshot {
     routes: RouteTable,
     services: Vec<Arc<Service>>,
-    /// Per entrypoint (by index): the header that carries the client certificate identity.
-    forward_client_cert: Vec<Option<HeaderName>>,
+    /// Per entrypoint name: its index in the route table and the header that carries the
+    /// client certificate identity.
+    entrypoints: HashMap<Arc<str>, EntrypointRuntime>,
+}
+
+#[derive(Debug)]
+struct EntrypointRuntime {
+    index: usize,
+    forward_client_cert: Option<HeaderName>,
 }
 
 // === impl Proxy ===
 
 impl Proxy {
-    /// Fails when a service's TLS settings cannot be loaded (a CA or client certificate file).
-    pub fn new(config: &Config) -> Result<Proxy, crate::StartError> {
-        Ok(Proxy {
-            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot::new(config)?)),
-        })
-    }
-
     /// The live services (for tests and the admin API).
     pub fn services(&self) -> Vec<Arc<Service>> {
         self.snapshot.load().services.clone()
+    }
+
+    /// A proxy with no routes; `install` gives it some.
+    pub(crate) fn empty() -> Proxy {
+        Proxy {
+            snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
+                routes: RouteTable::new(&Config {
+                    admin: None,
+                    entrypoints: Default::default(),
+                    routers: Default::default(),
+                    services: Default::default(),
+                }),
+                services: Vec::new(),
+                entrypoints: HashMap::new(),
+            })),
+        }
+    }
+
+    /// Builds the snapshot for `config` without installing it.
+    pub(crate) fn prepare(config: &Config) -> Result<Arc<Snapshot>, crate::StartError> {
+        Ok(Arc::new(Snapshot::new(config)?))
+    }
+
+    /// New requests use `snapshot` from now on; requests in flight keep theirs.
+    pub(crate) fn install(&self, snapshot: Arc<Snapshot>) {
+        self.snapshot.store(snapshot);
     }
 }
 
@@ -66,10 +93,9 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
     }
     let grpc = strait_grpc::is_grpc(request.headers());
     let client = conn.tls.as_ref().and_then(|tls| tls.client.as_deref());
-    let Some(route) = snapshot
-        .routes
-        .route(conn.entrypoint_index, &request, client)
-    else {
+    let entrypoint = snapshot.entrypoints.get(&conn.entrypoint);
+    let route = entrypoint.and_then(|e| snapshot.routes.route(e.index, &request, client));
+    let Some(route) = route else {
         let err = ProxyError::new(
             ErrorKind::NoRoute,
             Side::Proxy,
@@ -101,7 +127,7 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
 
     let deadline = Deadline::for_request(&request, route.timeout, started);
     normalize::to_upstream(&mut request, conn);
-    if let Some(Some(header)) = snapshot.forward_client_cert.get(conn.entrypoint_index) {
+    if let Some(header) = entrypoint.and_then(|e| e.forward_client_cert.as_ref()) {
         // Whatever the client sent under this name is not to be trusted.
         request.headers_mut().remove(header);
         if let Some(value) = client.and_then(|c| c.header_value()) {
@@ -167,20 +193,29 @@ impl Snapshot {
             };
             services.push(Arc::new(Service::new(name, service, tls.as_ref())));
         }
-        let forward_client_cert = config
+        let entrypoints = config
             .entrypoints
-            .values()
-            .map(|e| {
-                e.tls
+            .iter()
+            .enumerate()
+            .map(|(index, (name, e))| {
+                let forward_client_cert = e
+                    .tls
                     .as_ref()
                     .and_then(|tls| tls.client_auth.as_ref())
-                    .and_then(|auth| auth.forward_header.clone())
+                    .and_then(|auth| auth.forward_header.clone());
+                (
+                    Arc::from(name.as_str()),
+                    EntrypointRuntime {
+                        index,
+                        forward_client_cert,
+                    },
+                )
             })
             .collect();
         Ok(Snapshot {
             routes: RouteTable::new(config),
             services,
-            forward_client_cert,
+            entrypoints,
         })
     }
 }

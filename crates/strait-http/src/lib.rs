@@ -21,8 +21,6 @@ pub use server::serve;
 #[derive(Debug)]
 pub struct ConnInfo {
     pub entrypoint: Arc<str>,
-    /// Position of the entrypoint in the config, for route tables indexed by entrypoint.
-    pub entrypoint_index: usize,
     pub remote: SocketAddr,
     pub local: SocketAddr,
     /// `None` on plaintext entrypoints.

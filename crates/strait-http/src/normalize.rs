@@ -153,7 +153,6 @@ mod tests {
     fn conn(remote: &str) -> ConnInfo {
         ConnInfo {
             entrypoint: Arc::from("web"),
-            entrypoint_index: 0,
             remote: remote.parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
             tls: None,

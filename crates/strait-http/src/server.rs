@@ -2,6 +2,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -32,14 +33,14 @@ enum Protocols {
     Http2,
 }
 
-/// Accepts connections on `listener` until `drain` fires, serving each with `handler`;
-/// with `tls`, each connection first completes a TLS handshake. Connections already open are
-/// told to finish gracefully when draining starts.
+/// Accepts connections on `listener` until `drain` fires, serving each with `handler`.
+/// While `tls` holds a listener config, each connection first completes a TLS handshake with
+/// it; a reload may swap it (or switch between TLS and plaintext) without closing the socket.
+/// Connections already open are told to finish gracefully when draining starts.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     entrypoint: Arc<str>,
-    entrypoint_index: usize,
-    tls: Option<Arc<TlsListener>>,
+    tls: Arc<ArcSwapOption<TlsListener>>,
     handler: H,
     mut drain: DrainWatch,
 ) {
@@ -63,14 +64,13 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let entrypoint = entrypoint.clone();
-        let tls = tls.clone();
+        let tls = tls.load_full();
         let handler = handler.clone();
         let drain = drain.clone();
         tokio::spawn(async move {
             let Some(tls) = tls else {
                 let conn = ConnInfo {
                     entrypoint,
-                    entrypoint_index,
                     remote,
                     local,
                     tls: None,
@@ -100,7 +100,6 @@ pub async fn serve<H: Handler>(
             };
             let conn = ConnInfo {
                 entrypoint,
-                entrypoint_index,
                 remote,
                 local,
                 tls: Some(TlsInfo {

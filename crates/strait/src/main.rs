@@ -160,9 +160,9 @@ fn check_tls(options: &strait_tls::check::CheckOptions, json: bool) -> ExitCode 
     }
 }
 
-fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
+fn run(path: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
     strait_telemetry::init_logging();
-    let config = match &config {
+    let config = match &path {
         Some(path) => match strait_config::load(path) {
             Ok(config) => Some(config),
             Err(errors) => {
@@ -194,6 +194,13 @@ fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let mut signals = match Signals::new() {
+            Ok(signals) => signals,
+            Err(e) => {
+                error!("cannot listen for signals: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let config = match config {
             Some(config) => config,
             None => match strait_app::demo::default_config().await {
@@ -214,27 +221,64 @@ fn run(config: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        info!(workers, "strait is serving");
-        shutdown_signal().await;
-        info!("shutting down: no new connections; open requests have 30s to finish");
-        if !running.shutdown(DRAIN_TIMEOUT).await {
-            warn!("connections still open after 30s; closing them");
+        if let Some(path) = path {
+            running.watch_config_file(path);
         }
-        ExitCode::SUCCESS
+        info!(workers, "strait is serving");
+        while signals.next().await == Signal::Reload {
+            match running.reload_from_source().await {
+                Ok(generation) => info!(generation, "reloaded on SIGHUP"),
+                Err(e) => strait_app::log_reload_error(&e),
+            }
+        }
+        info!("shutting down: no new connections; open requests have 30s to finish (signal again to exit now)");
+        tokio::select! {
+            drained = running.shutdown(DRAIN_TIMEOUT) => {
+                if !drained {
+                    warn!("connections still open after 30s; closing them");
+                }
+                ExitCode::SUCCESS
+            }
+            _ = signals.next_stop() => {
+                warn!("second signal: exiting without waiting for open requests");
+                ExitCode::from(130)
+            }
+        }
     })
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    Reload,
+    Stop,
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT (Ctrl-C) stop.
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup())?,
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.hangup.recv() => Signal::Reload,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.interrupt.recv() => Signal::Stop,
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
+
+    async fn next_stop(&mut self) {
+        while self.next().await == Signal::Reload {}
+    }
 }
