@@ -1,6 +1,7 @@
 //! Wiring and lifecycle: builds listeners and the proxy from a config snapshot, runs them,
 //! and drains on shutdown.
 
+mod admin;
 mod deadline;
 pub mod demo;
 mod proxy;
@@ -15,6 +16,7 @@ use indexmap::IndexMap;
 use strait_admin::AdminState;
 use strait_config::Config;
 use strait_core::{Drain, DrainWatch};
+use strait_telemetry::Metrics;
 use strait_tls::TlsListener;
 use tokio::net::TcpListener;
 use tracing::{error, info};
@@ -44,6 +46,7 @@ struct State {
     live: ArcSwap<Live>,
     /// Fires at shutdown; held by the admin listener and the config watcher.
     shutdown: Drain,
+    metrics: Metrics,
 }
 
 /// The config that is serving now.
@@ -86,6 +89,11 @@ pub enum StartError {
     Config(Vec<strait_config::ConfigError>),
     #[error("there is no config file to reload (strait runs the embedded default or a config given in code)")]
     NoSource,
+    #[error("cannot read the admin token file {path}: {source}")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Binds every listener of `config` and starts serving on the current Tokio runtime.
@@ -101,6 +109,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
 
+    let metrics = Metrics::new();
     let proxy = Proxy::empty();
     proxy.install(snapshot);
     let shutdown = Drain::new().0;
@@ -110,26 +119,21 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         let listener = spawn_listener(name, entrypoint.address, socket, tls, &proxy)?;
         listeners.insert(name.clone(), listener);
     }
-    let admin = match admin_listener {
-        Some(listener) => {
-            let address = local_addr(&listener, "admin")?;
-            info!(%address, "admin listening");
-            tokio::spawn(strait_admin::serve(
-                listener,
-                admin_state.clone(),
-                shutdown.watch(),
-            ));
-            Some(address)
-        }
+    let admin = match &admin_listener {
+        Some(listener) => Some(local_addr(listener, "admin")?),
         None => None,
     };
-    admin_state.set_ready(true);
+    let token = match config.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
+        Some(path) => Some(read_token(path)?),
+        None => None,
+    };
+    metrics.set_config_generation(1);
     let bound = bound_addresses(&listeners);
-    Ok(Running {
+    let running = Running {
         state: Arc::new(State {
             proxy,
             admin,
-            admin_state,
+            admin_state: admin_state.clone(),
             listeners: tokio::sync::Mutex::new(listeners),
             bound: ArcSwap::from_pointee(bound),
             live: ArcSwap::from_pointee(Live {
@@ -138,8 +142,32 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source: None,
             }),
             shutdown,
+            metrics,
         }),
-    })
+    };
+    if let (Some(listener), Some(address)) = (admin_listener, admin) {
+        info!(%address, token = token.is_some(), "admin listening");
+        let api = Arc::new(admin::AdminHandle {
+            running: running.clone(),
+        });
+        tokio::spawn(strait_admin::serve(
+            listener,
+            admin_state.clone(),
+            api,
+            token,
+            running.state.shutdown.watch(),
+        ));
+    }
+    admin_state.set_ready(true);
+    Ok(running)
+}
+
+fn read_token(path: &std::path::Path) -> Result<Arc<str>, StartError> {
+    let text = std::fs::read_to_string(path).map_err(|source| StartError::Token {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(Arc::from(text.trim()))
 }
 
 fn tls_listeners(config: &Config) -> Result<Vec<Option<Arc<TlsListener>>>, StartError> {
@@ -168,7 +196,7 @@ fn spawn_listener(
     let bound = local_addr(&socket, name)?;
     info!(entrypoint = %name, address = %bound, tls = tls.is_some(), "listening");
     let (drain, watch) = Drain::new();
-    let cert_watch = tls.as_ref().map(|tls| watch_certificates(tls));
+    let cert_watch = tls.as_ref().map(watch_certificates);
     let tls = Arc::new(ArcSwapOption::new(tls));
     tokio::spawn(strait_http::serve(
         socket,
@@ -238,6 +266,11 @@ impl Running {
         &self.state.proxy
     }
 
+    /// The metric families behind `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.state.metrics
+    }
+
     /// The config serving now.
     pub fn live(&self) -> Arc<Live> {
         self.state.live.load_full()
@@ -254,6 +287,13 @@ impl Running {
     /// ones; entrypoints whose address did not change keep their socket (their TLS settings
     /// are swapped for new handshakes), added ones start, removed ones drain.
     pub async fn reload(&self, config: Config) -> Result<u64, StartError> {
+        let result = self.apply(config).await;
+        let generation = self.state.live.load().generation;
+        self.state.metrics.config_reload(result.is_ok(), generation);
+        result
+    }
+
+    async fn apply(&self, config: Config) -> Result<u64, StartError> {
         let mut listeners = self.state.listeners.lock().await;
         let snapshot = Proxy::prepare(&config)?;
         let tls = tls_listeners(&config)?;
@@ -314,8 +354,14 @@ impl Running {
         let Some(path) = self.state.live.load().source.clone() else {
             return Err(StartError::NoSource);
         };
-        let config = strait_config::load(&path).map_err(StartError::Config)?;
-        self.reload(config).await
+        match strait_config::load(&path) {
+            Ok(config) => self.reload(config).await,
+            Err(errors) => {
+                let generation = self.state.live.load().generation;
+                self.state.metrics.config_reload(false, generation);
+                Err(StartError::Config(errors))
+            }
+        }
     }
 
     /// Records `path` as the config's file and reloads whenever its content changes

@@ -18,6 +18,14 @@ pub(crate) fn config(config: &Config) -> String {
     if let Some(admin) = &config.admin {
         out.push_str("admin:\n");
         line(&mut out, 1, "address", &scalar(&admin.address.to_string()));
+        if let Some(token) = &admin.token_file {
+            line(
+                &mut out,
+                1,
+                "token_file",
+                &scalar(&token.display().to_string()),
+            );
+        }
     }
 
     section(&mut out, "entrypoints", config.entrypoints.is_empty());

@@ -24,6 +24,9 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct Admin {
     pub address: SocketAddr,
+    /// A file holding the bearer token every admin request must carry
+    /// (`Authorization: Bearer <token>`); `None`: no token (the default, for loopback).
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]

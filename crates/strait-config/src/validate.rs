@@ -19,7 +19,7 @@ mod tls;
 pub(crate) use tls::mode_name;
 
 const TOP_KEYS: &[&str] = &["admin", "entrypoints", "routers", "services", "middlewares"];
-const ADMIN_KEYS: &[&str] = &["address"];
+const ADMIN_KEYS: &[&str] = &["address", "token_file"];
 const ENTRYPOINT_KEYS: &[&str] = &["address", "tls"];
 const ROUTER_KEYS: &[&str] = &[
     "entrypoints",
@@ -160,6 +160,10 @@ impl Validator {
         let entries = self.mapping(node, "`admin`")?;
         let context = "in `admin`";
         self.known_keys(entries, ADMIN_KEYS, context);
+        let token_file = match get(entries, "token_file") {
+            None => Some(None),
+            Some((_, value)) => self.file(value, "token_file", context).map(Some),
+        };
         let (_, value) = self.required(key, entries, "address", context)?;
         let address = self.address(value, "`address` in `admin`")?;
         listeners.push(Listener {
@@ -167,7 +171,10 @@ impl Validator {
             address,
             owner: "the admin listener".to_owned(),
         });
-        Some(Admin { address })
+        Some(Admin {
+            address,
+            token_file: token_file?,
+        })
     }
 
     fn entrypoint(

@@ -1,17 +1,20 @@
-//! Logging setup. Diagnostic logs go to stderr, filtered by `STRAIT_LOG` (the `RUST_LOG`
-//! syntax, default `info`), coloured only on a terminal.
+//! What strait tells its operators: the metric families behind `/metrics`, the access log (one
+//! JSON object a line for each request or stream), the body wrappers that see how a stream
+//! ended, and the diagnostic log. Diagnostic logs go to stderr, filtered by `STRAIT_LOG` (the
+//! `RUST_LOG` syntax, default `info`), coloured only on a terminal.
 
-use std::io::IsTerminal;
+mod access_log;
+mod body;
+mod logging;
+mod metrics;
+mod record;
+mod request_id;
 
-use tracing_subscriber::EnvFilter;
-
-/// Installs the process-wide log subscriber. Calling it twice keeps the first.
-pub fn init_logging() {
-    let filter = EnvFilter::try_from_env("STRAIT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
-}
+pub use access_log::{AccessLog, DEFAULT_CAPACITY};
+pub use body::{decode_grpc_message, grpc_status_of, CountingBody, End, ObservedBody, Outcome};
+pub use logging::init_logging;
+pub use metrics::{
+    ConnectionGuard, HandshakeResult, Metrics, StreamGuard, UpstreamConnGuard, UpstreamStreamGuard,
+};
+pub use record::{parse_grpc_path, Protocol, RequestRecord};
+pub use request_id::{request_id, X_REQUEST_ID};

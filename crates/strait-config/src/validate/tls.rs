@@ -569,7 +569,7 @@ impl Validator {
 
     /// A path to a file that must be readable now. Relative paths start at the config file's
     /// directory; the model keeps the resolved, absolute path. The contents are not read.
-    fn file(&mut self, node: &Node, key: &str, context: &str) -> Option<PathBuf> {
+    pub(super) fn file(&mut self, node: &Node, key: &str, context: &str) -> Option<PathBuf> {
         let written = self.string(node, &format!("`{key}` {context}"))?;
         if written.is_empty() {
             self.report(node.loc, format!("empty `{key}` {context}"));
