@@ -71,7 +71,7 @@ impl AdminApi for AdminHandle {
                     .zip(weights.iter().copied().chain(std::iter::repeat(1)))
                     .map(|(endpoint, weight)| {
                         json!({
-                            "endpoint": endpoint.label(),
+                            "endpoint": endpoint.label().as_ref(),
                             "weight": weight,
                             "open_connections": endpoint.open_connections(),
                         })

@@ -89,6 +89,8 @@ pub enum StartError {
     Config(Vec<strait_config::ConfigError>),
     #[error("there is no config file to reload (strait runs the embedded default or a config given in code)")]
     NoSource,
+    #[error("cannot open the access log: {source}")]
+    AccessLog { source: std::io::Error },
     #[error("cannot read the admin token file {path}: {source}")]
     Token {
         path: PathBuf,
@@ -98,7 +100,9 @@ pub enum StartError {
 
 /// Binds every listener of `config` and starts serving on the current Tokio runtime.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let snapshot = Proxy::prepare(&config)?;
+    let metrics = Metrics::new();
+    let proxy = Proxy::empty(metrics.clone());
+    let snapshot = proxy.prepare(&config)?;
     let tls = tls_listeners(&config)?;
     let mut sockets = Vec::with_capacity(config.entrypoints.len());
     for (name, entrypoint) in &config.entrypoints {
@@ -109,8 +113,6 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
 
-    let metrics = Metrics::new();
-    let proxy = Proxy::empty();
     proxy.install(snapshot);
     let shutdown = Drain::new().0;
     let admin_state = AdminState::default();
@@ -203,6 +205,7 @@ fn spawn_listener(
         Arc::from(name),
         tls.clone(),
         proxy.clone(),
+        proxy.metrics().clone(),
         watch,
     ));
     Ok(Listener {
@@ -295,7 +298,7 @@ impl Running {
 
     async fn apply(&self, config: Config) -> Result<u64, StartError> {
         let mut listeners = self.state.listeners.lock().await;
-        let snapshot = Proxy::prepare(&config)?;
+        let snapshot = self.state.proxy.prepare(&config)?;
         let tls = tls_listeners(&config)?;
         let mut sockets = IndexMap::new();
         for (name, entrypoint) in &config.entrypoints {

@@ -1,25 +1,34 @@
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use http::header::HeaderName;
 use http::{Request, Response};
 use strait_balance::Service;
-use strait_config::{Config, UpstreamScheme};
+use strait_config::{AccessLogTarget, Config, UpstreamScheme};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_http::{error_response, normalize, ConnInfo, Handler};
 use strait_route::RouteTable;
+use strait_telemetry::{
+    AccessLog, CountingBody, Metrics, ObservedBody, Protocol, RequestRecord, X_REQUEST_ID,
+};
 use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
 use tracing::debug;
 
 use crate::deadline::{self, Deadline};
 
-/// The request handler: route, balance, send upstream, stream the answer back.
+/// The request handler: route, balance, send upstream, stream the answer back, and record
+/// how it ended.
 #[derive(Clone, Debug)]
 pub struct Proxy {
     snapshot: Arc<ArcSwap<Snapshot>>,
+    metrics: Metrics,
+    /// The access log of the live config and where it writes, reused by a reload that keeps
+    /// the same target.
+    access_log: Arc<Mutex<(Option<AccessLogTarget>, AccessLog)>>,
 }
 
 /// Everything a request needs from one config, built once at load. A request holds the
@@ -31,6 +40,7 @@ pub(crate) struct Snapshot {
     /// Per entrypoint name: its index in the route table and the header that carries the
     /// client certificate identity.
     entrypoints: HashMap<Arc<str>, EntrypointRuntime>,
+    access_log: AccessLog,
 }
 
 #[derive(Debug)]
@@ -48,7 +58,7 @@ impl Proxy {
     }
 
     /// A proxy with no routes; `install` gives it some.
-    pub(crate) fn empty() -> Proxy {
+    pub(crate) fn empty(metrics: Metrics) -> Proxy {
         Proxy {
             snapshot: Arc::new(ArcSwap::from_pointee(Snapshot {
                 routes: RouteTable::new(&Config {
@@ -56,16 +66,47 @@ impl Proxy {
                     entrypoints: Default::default(),
                     routers: Default::default(),
                     services: Default::default(),
+                    access_log: None,
                 }),
                 services: Vec::new(),
                 entrypoints: HashMap::new(),
+                access_log: AccessLog::disabled(),
             })),
+            metrics,
+            access_log: Arc::new(Mutex::new((None, AccessLog::disabled()))),
         }
     }
 
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// Builds the snapshot for `config` without installing it.
-    pub(crate) fn prepare(config: &Config) -> Result<Arc<Snapshot>, crate::StartError> {
-        Ok(Arc::new(Snapshot::new(config)?))
+    pub(crate) fn prepare(&self, config: &Config) -> Result<Arc<Snapshot>, crate::StartError> {
+        let access_log = self.access_log_for(config.access_log.as_ref())?;
+        Ok(Arc::new(Snapshot::new(config, access_log)?))
+    }
+
+    /// The access log writing to `target`: the current one if the target is unchanged.
+    fn access_log_for(
+        &self,
+        target: Option<&AccessLogTarget>,
+    ) -> Result<AccessLog, crate::StartError> {
+        let mut current = self
+            .access_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.0.as_ref() == target {
+            return Ok(current.1.clone());
+        }
+        let log = match target {
+            None => Ok(AccessLog::disabled()),
+            Some(AccessLogTarget::Stdout) => AccessLog::stdout(&self.metrics),
+            Some(AccessLogTarget::File(path)) => AccessLog::file(path, &self.metrics),
+        }
+        .map_err(|source| crate::StartError::AccessLog { source })?;
+        *current = (target.cloned(), log.clone());
+        Ok(log)
     }
 
     /// New requests use `snapshot` from now on; requests in flight keep theirs.
@@ -82,13 +123,59 @@ impl Handler for Proxy {
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let snapshot = self.snapshot.load_full();
         let conn = conn.clone();
-        async move { proxy(&snapshot, request, &conn).await }
+        let metrics = self.metrics.clone();
+        async move { observed(snapshot, request, conn, metrics).await }
     }
 }
 
-async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo) -> Response<Body> {
+/// Proxies one request and, when its response stream ends however it ends, feeds the
+/// outcome (grpc-status from real trailers or trailers-only headers) to the metrics and the
+/// access log.
+async fn observed(
+    snapshot: Arc<Snapshot>,
+    mut request: Request<Body>,
+    conn: Arc<ConnInfo>,
+    metrics: Metrics,
+) -> Response<Body> {
+    let started = Instant::now();
+    let stream = metrics.stream_started(&conn.entrypoint);
+    let protocol = Protocol::of(request.version(), conn.tls.is_some());
+    let mut record = RequestRecord::for_request(conn.entrypoint.clone(), protocol, &request);
+    record.client = Some(conn.remote);
+    if let Some(tls) = &conn.tls {
+        record.alpn = tls.alpn.map(|p| p.as_str());
+        record.tls_version = Some(tls.version);
+    }
+    let (id, generated) = strait_telemetry::request_id(request.headers());
+    if generated {
+        request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    }
+    record.request_id = Some(id);
+    let request_bytes = Arc::new(AtomicU64::new(0));
+    let request = request.map(|body| CountingBody::wrap(body, request_bytes.clone()));
+
+    let response = proxy(&snapshot, request, &conn, &metrics, &mut record).await;
+    record.http_status = Some(response.status().as_u16());
+    ObservedBody::observe_response(response, move |outcome| {
+        record.set_outcome(&outcome);
+        record.request_bytes = request_bytes.load(Ordering::Relaxed);
+        record.duration = started.elapsed();
+        metrics.record_request(&record);
+        snapshot.access_log.log(&record);
+        drop(stream);
+    })
+}
+
+async fn proxy(
+    snapshot: &Snapshot,
+    mut request: Request<Body>,
+    conn: &ConnInfo,
+    metrics: &Metrics,
+    record: &mut RequestRecord,
+) -> Response<Body> {
     let started = Instant::now();
     if strait_http::is_grpc_over_http1(&request) {
+        record.error = Some("gRPC over HTTP/1.1".to_owned());
         return strait_http::grpc_needs_http2(conn.tls.is_some());
     }
     let grpc = strait_grpc::is_grpc(request.headers());
@@ -106,24 +193,27 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
                 request.uri().path()
             ),
         );
-        return fail(&err, grpc, conn, None);
+        return fail(&err, grpc, conn, record);
     };
+    record.router = Some(route.name.clone());
     let Some(service) = snapshot.services.get(route.service) else {
         let err = ProxyError::new(
             ErrorKind::NoEndpoint,
             Side::Proxy,
             format!("router `{}` has no service", route.name),
         );
-        return fail(&err, grpc, conn, Some(&route.name));
+        return fail(&err, grpc, conn, record);
     };
+    record.service = Some(service.name().clone());
     let Some(endpoint) = service.pick() else {
         let err = ProxyError::new(
             ErrorKind::NoEndpoint,
             Side::Proxy,
             format!("service `{}` has no endpoint", service.name()),
         );
-        return fail(&err, grpc, conn, Some(&route.name));
+        return fail(&err, grpc, conn, record);
     };
+    record.endpoint = Some(endpoint.label().clone());
 
     let deadline = Deadline::for_request(&request, route.timeout, started);
     normalize::to_upstream(&mut request, conn);
@@ -138,6 +228,7 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
         deadline.propagate(request.headers_mut());
     }
 
+    let sent_at = Instant::now();
     let sent = endpoint.send(request);
     let result = match &deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.at(), sent).await {
@@ -148,20 +239,29 @@ async fn proxy(snapshot: &Snapshot, mut request: Request<Body>, conn: &ConnInfo)
     };
     match result {
         Ok(mut response) => {
+            let upstream = sent_at.elapsed();
+            record.upstream_duration = Some(upstream);
+            metrics.upstream_response_headers(service.name(), endpoint.label(), upstream);
             normalize::from_upstream(&mut response);
             match deadline {
                 Some(deadline) => deadline::bound(response, deadline, grpc),
                 None => response,
             }
         }
-        Err(err) => fail(&err, grpc, conn, Some(&route.name)),
+        Err(err) => fail(&err, grpc, conn, record),
     }
 }
 
-fn fail(err: &ProxyError, grpc: bool, conn: &ConnInfo, router: Option<&str>) -> Response<Body> {
+fn fail(
+    err: &ProxyError,
+    grpc: bool,
+    conn: &ConnInfo,
+    record: &mut RequestRecord,
+) -> Response<Body> {
+    record.error = Some(err.to_string());
     debug!(
         entrypoint = %conn.entrypoint,
-        router = router.unwrap_or("-"),
+        router = record.router.as_deref().unwrap_or("-"),
         client = %conn.remote,
         error = %err,
         "request failed"
@@ -172,7 +272,7 @@ fn fail(err: &ProxyError, grpc: bool, conn: &ConnInfo, router: Option<&str>) -> 
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(config: &Config) -> Result<Snapshot, crate::StartError> {
+    fn new(config: &Config, access_log: AccessLog) -> Result<Snapshot, crate::StartError> {
         let mut services = Vec::with_capacity(config.services.len());
         for (name, service) in &config.services {
             let https = service
@@ -216,6 +316,7 @@ impl Snapshot {
             routes: RouteTable::new(config),
             services,
             entrypoints,
+            access_log,
         })
     }
 }

@@ -164,7 +164,7 @@ mod tests {
         };
         let service = Service::new("orders", &config, None);
         let picked: Vec<_> = (0..6)
-            .map(|_| service.pick().unwrap().label().to_owned())
+            .map(|_| service.pick().unwrap().label().to_string())
             .collect();
         assert_eq!(
             picked,

@@ -8,13 +8,21 @@ use yaml_rust2::Yaml;
 
 use crate::duration::format_duration;
 use crate::model::{
-    AlpnProtocol, CertificateFiles, Config, HostMatch, Match, Router, ServerTls, UpstreamTls,
-    ValueMatch,
+    AccessLogTarget, AlpnProtocol, CertificateFiles, Config, HostMatch, Match, Router, ServerTls,
+    UpstreamTls, ValueMatch,
 };
 use crate::validate::{mode_name, url_text};
 
 pub(crate) fn config(config: &Config) -> String {
     let mut out = String::new();
+    match &config.access_log {
+        Some(AccessLogTarget::Stdout) => out.push_str("access_log:\n  path: stdout\n"),
+        Some(AccessLogTarget::File(path)) => {
+            out.push_str("access_log:\n");
+            line(&mut out, 1, "path", &scalar(&path.display().to_string()));
+        }
+        None => {}
+    }
     if let Some(admin) = &config.admin {
         out.push_str("admin:\n");
         line(&mut out, 1, "address", &scalar(&admin.address.to_string()));

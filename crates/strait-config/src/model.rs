@@ -19,6 +19,16 @@ pub struct Config {
     pub routers: IndexMap<String, Router>,
     /// In file order.
     pub services: IndexMap<String, Service>,
+    /// `None`: no access log (the default).
+    pub access_log: Option<AccessLogTarget>,
+}
+
+/// Where the access log goes: one JSON object a line per request or stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Stdout,
+    /// Appended to; created if missing. Resolved against the config file's directory.
+    File(PathBuf),
 }
 
 #[derive(Clone, Debug)]

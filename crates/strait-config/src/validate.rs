@@ -8,8 +8,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::model::{
-    Admin, Config, Entrypoint, HostMatch, Match, Router, Server, Service, UpstreamScheme,
-    UpstreamUrl, ValueMatch,
+    AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Match, Router, Server, Service,
+    UpstreamScheme, UpstreamUrl, ValueMatch,
 };
 use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
@@ -18,7 +18,15 @@ mod tls;
 
 pub(crate) use tls::mode_name;
 
-const TOP_KEYS: &[&str] = &["admin", "entrypoints", "routers", "services", "middlewares"];
+const TOP_KEYS: &[&str] = &[
+    "admin",
+    "entrypoints",
+    "routers",
+    "services",
+    "middlewares",
+    "access_log",
+];
+const ACCESS_LOG_KEYS: &[&str] = &["path"];
 const ADMIN_KEYS: &[&str] = &["address", "token_file"];
 const ENTRYPOINT_KEYS: &[&str] = &["address", "tls"];
 const ROUTER_KEYS: &[&str] = &[
@@ -95,6 +103,7 @@ impl Validator {
             entrypoints: IndexMap::new(),
             routers: IndexMap::new(),
             services: IndexMap::new(),
+            access_log: None,
         };
         let top: &Entries = match &root.kind {
             NodeKind::Map(entries) => entries,
@@ -109,6 +118,9 @@ impl Validator {
         };
         self.known_keys(top, TOP_KEYS, "at top level");
 
+        if let Some((key, node)) = get(top, "access_log") {
+            config.access_log = self.access_log(key, node);
+        }
         let mut listeners = Vec::new();
         if let Some((key, node)) = get(top, "admin") {
             config.admin = self.admin(key, node, &mut listeners);
@@ -154,6 +166,41 @@ impl Validator {
             }
         }
         config
+    }
+
+    /// `access_log: { path: stdout }` or `{ path: logs/access.log }`; the file's directory
+    /// must exist.
+    fn access_log(&mut self, key: &Key, node: &Node) -> Option<AccessLogTarget> {
+        let context = "in `access_log`";
+        let entries = self.mapping(node, "`access_log`")?;
+        self.known_keys(entries, ACCESS_LOG_KEYS, context);
+        let (_, value) = self.required(key, entries, "path", context)?;
+        let written = self.string(value, "`path` in `access_log`")?;
+        if written == "stdout" {
+            return Some(AccessLogTarget::Stdout);
+        }
+        if written.is_empty() {
+            self.report_hint(
+                value.loc,
+                "empty `path` in `access_log`",
+                "use `stdout` or a file path",
+            );
+            return None;
+        }
+        let path = tls::resolve(&self.base, written);
+        let parent_ok = path.parent().is_some_and(Path::is_dir);
+        if !parent_ok || path.is_dir() {
+            self.report_hint(
+                value.loc,
+                format!(
+                    "cannot write the access log to `{written}` (resolved to {})",
+                    path.display()
+                ),
+                "the directory must exist and the path must name a file; or use `stdout`",
+            );
+            return None;
+        }
+        Some(AccessLogTarget::File(path))
     }
 
     fn admin(&mut self, key: &Key, node: &Node, listeners: &mut Vec<Listener>) -> Option<Admin> {

@@ -10,6 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use strait_config::AlpnProtocol;
 use strait_core::{Body, DrainWatch};
+use strait_telemetry::{HandshakeResult, Metrics, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
 use tokio::net::TcpListener;
 use tracing::{debug, info, warn};
@@ -22,6 +23,9 @@ const CONNECTION_WINDOW: u32 = 16 << 20;
 /// Streams a client may open at once on one connection (hyper's default is 200; gRPC clients
 /// multiplex whole workloads over one connection).
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
+/// The HTTP/2 client connection preface.
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Which HTTP versions a connection may speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +46,7 @@ pub async fn serve<H: Handler>(
     entrypoint: Arc<str>,
     tls: Arc<ArcSwapOption<TlsListener>>,
     handler: H,
+    metrics: Metrics,
     mut drain: DrainWatch,
 ) {
     loop {
@@ -67,8 +72,17 @@ pub async fn serve<H: Handler>(
         let tls = tls.load_full();
         let handler = handler.clone();
         let drain = drain.clone();
+        let metrics = metrics.clone();
         tokio::spawn(async move {
             let Some(tls) = tls else {
+                // Counted once the first bytes say which protocol it speaks.
+                let mut preface = [0u8; PREFACE.len()];
+                let protocol = match stream.peek(&mut preface).await {
+                    Ok(n) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
+                    Ok(n) if n > 0 => Protocol::H1,
+                    _ => return,
+                };
+                let _counted = metrics.connection_opened(&entrypoint, protocol);
                 let conn = ConnInfo {
                     entrypoint,
                     remote,
@@ -81,15 +95,32 @@ pub async fn serve<H: Handler>(
             };
             let accepted = match tls.accept(stream).await {
                 Ok(accepted) => accepted,
-                Err(HandshakeError::Refused(why)) => {
-                    info!(entrypoint = %entrypoint, client = %remote, "TLS handshake refused: {why}");
-                    return;
-                }
                 Err(e) => {
-                    debug!(entrypoint = %entrypoint, client = %remote, error = %e, "TLS handshake failed");
+                    let result = match &e {
+                        HandshakeError::Timeout(_) => HandshakeResult::Timeout,
+                        HandshakeError::Refused(why) => {
+                            info!(entrypoint = %entrypoint, client = %remote, "TLS handshake refused: {why}");
+                            HandshakeResult::Refused
+                        }
+                        HandshakeError::Io(_) => HandshakeResult::Failed,
+                    };
+                    if result != HandshakeResult::Refused {
+                        debug!(entrypoint = %entrypoint, client = %remote, error = %e, "TLS handshake failed");
+                    }
+                    metrics.tls_handshake(&entrypoint, "", "", result);
                     return;
                 }
             };
+            let alpn = accepted.alpn.map_or("", |p| p.as_str());
+            metrics.tls_handshake(&entrypoint, alpn, accepted.version, HandshakeResult::Ok);
+            let protocol = if accepted.alpn == Some(AlpnProtocol::H2)
+                || (accepted.alpn.is_none() && !tls.alpn().contains(&AlpnProtocol::Http11))
+            {
+                Protocol::H2
+            } else {
+                Protocol::H1
+            };
+            let _counted = metrics.connection_opened(&entrypoint, protocol);
             let protocols = match accepted.alpn {
                 Some(AlpnProtocol::H2) => Protocols::Http2,
                 Some(AlpnProtocol::Http11) => Protocols::Http1,

@@ -75,7 +75,7 @@ impl Endpoint {
     }
 
     /// How users see this endpoint in errors, logs and metrics: `h2c://127.0.0.1:50051`.
-    pub fn label(&self) -> &str {
+    pub fn label(&self) -> &Arc<str> {
         &self.label
     }
 

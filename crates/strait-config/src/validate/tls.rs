@@ -626,7 +626,7 @@ impl std::fmt::Display for Unreadable {
     }
 }
 
-fn resolve(base: &Path, written: &str) -> PathBuf {
+pub(super) fn resolve(base: &Path, written: &str) -> PathBuf {
     let joined = base.join(written);
     // Absolute, so that the runtime finds the file whatever its working directory; this
     // does not touch the file system and keeps symlinks as written.
