@@ -21,6 +21,9 @@ pub struct Config {
     pub services: IndexMap<String, Service>,
     /// `None`: no access log (the default).
     pub access_log: Option<AccessLogTarget>,
+    /// How long open requests may take to finish at shutdown before they are reset.
+    /// Default 30s.
+    pub drain_timeout: Duration,
 }
 
 /// Where the access log goes: one JSON object a line per request or stream.
@@ -44,6 +47,45 @@ pub struct Entrypoint {
     pub address: SocketAddr,
     /// `None`: plaintext (HTTP/1.1, h2c prior knowledge and Upgrade).
     pub tls: Option<ServerTls>,
+    /// HTTP/2 settings and keepalive for client connections.
+    pub http2: Http2Settings,
+    /// Aging out client connections.
+    pub lifecycle: Lifecycle,
+}
+
+/// HTTP/2 settings of one leg (`http2:` on an entrypoint or a service). `None` fields keep
+/// strait's defaults (see docs/operations.md).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Http2Settings {
+    /// Streams the peer may open at once on a connection (entrypoint), or the most streams
+    /// strait puts on one backend connection, never above the backend's own limit (service).
+    pub max_concurrent_streams: Option<u32>,
+    /// Bytes; 65535..=2147483647.
+    pub initial_stream_window: Option<u32>,
+    /// Bytes; 65535..=2147483647.
+    pub initial_connection_window: Option<u32>,
+    /// Size the windows by measured bandwidth-delay product instead (overrides the two above).
+    pub adaptive_window: bool,
+    /// Bytes; 16384..=16777215.
+    pub max_frame_size: Option<u32>,
+    /// Bytes.
+    pub max_header_list_size: Option<u32>,
+    /// Send a PING this often; `None`: no keepalive.
+    pub keepalive_interval: Option<Duration>,
+    /// A PING not answered within this closes the connection. Default 20s; only with an
+    /// interval.
+    pub keepalive_timeout: Option<Duration>,
+}
+
+/// When connections are retired on purpose.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// After this long a connection is told to go away (graceful GOAWAY for HTTP/2,
+    /// `connection: close` for HTTP/1.1), idle or not, so long-lived clients re-balance.
+    pub max_connection_age: Option<Duration>,
+    /// How long its streams then have to finish before they are reset. Default: no limit
+    /// beyond drain. Only with max_connection_age.
+    pub max_connection_age_grace: Option<Duration>,
 }
 
 /// TLS termination on an entrypoint.
@@ -184,6 +226,9 @@ pub struct Service {
     /// TLS settings for the service's `https://` servers (defaults when absent). Only
     /// allowed when the service has an `https://` server.
     pub tls: Option<UpstreamTls>,
+    /// HTTP/2 settings and keepalive for connections to the servers (h2c://, and https://
+    /// that negotiated h2).
+    pub http2: Http2Settings,
 }
 
 /// How strait connects to `https://` servers.
