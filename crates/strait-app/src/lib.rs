@@ -11,11 +11,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use indexmap::IndexMap;
 use strait_admin::AdminState;
-use strait_config::Config;
+use strait_config::{Config, Entrypoint};
 use strait_core::{Drain, DrainWatch};
+use strait_http::ListenerConfig;
 use strait_telemetry::Metrics;
 use strait_tls::TlsListener;
 use tokio::net::TcpListener;
@@ -65,7 +66,8 @@ pub struct Live {
 struct Listener {
     configured: SocketAddr,
     bound: SocketAddr,
-    tls: Arc<ArcSwapOption<TlsListener>>,
+    /// Settings for new connections: TLS, HTTP/2, lifecycle.
+    settings: Arc<ArcSwap<ListenerConfig>>,
     drain: Drain,
     /// Stops the certificate watcher of the current TLS config.
     cert_watch: Option<Drain>,
@@ -118,7 +120,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let admin_state = AdminState::default();
     let mut listeners = IndexMap::new();
     for (((name, entrypoint), socket), tls) in config.entrypoints.iter().zip(sockets).zip(tls) {
-        let listener = spawn_listener(name, entrypoint.address, socket, tls, &proxy)?;
+        let listener = spawn_listener(name, entrypoint, socket, tls, &proxy)?;
         listeners.insert(name.clone(), listener);
     }
     let admin = match &admin_listener {
@@ -190,7 +192,7 @@ fn tls_listeners(config: &Config) -> Result<Vec<Option<Arc<TlsListener>>>, Start
 
 fn spawn_listener(
     name: &str,
-    configured: SocketAddr,
+    entrypoint: &Entrypoint,
     socket: TcpListener,
     tls: Option<Arc<TlsListener>>,
     proxy: &Proxy,
@@ -199,22 +201,30 @@ fn spawn_listener(
     info!(entrypoint = %name, address = %bound, tls = tls.is_some(), "listening");
     let (drain, watch) = Drain::new();
     let cert_watch = tls.as_ref().map(watch_certificates);
-    let tls = Arc::new(ArcSwapOption::new(tls));
+    let settings = Arc::new(ArcSwap::from_pointee(listener_config(entrypoint, tls)));
     tokio::spawn(strait_http::serve(
         socket,
         Arc::from(name),
-        tls.clone(),
+        settings.clone(),
         proxy.clone(),
         proxy.metrics().clone(),
         watch,
     ));
     Ok(Listener {
-        configured,
+        configured: entrypoint.address,
         bound,
-        tls,
+        settings,
         drain,
         cert_watch,
     })
+}
+
+fn listener_config(entrypoint: &Entrypoint, tls: Option<Arc<TlsListener>>) -> ListenerConfig {
+    ListenerConfig {
+        tls,
+        http2: entrypoint.http2.clone(),
+        lifecycle: entrypoint.lifecycle.clone(),
+    }
 }
 
 fn watch_certificates(tls: &Arc<TlsListener>) -> Drain {
@@ -279,6 +289,12 @@ impl Running {
         self.state.live.load_full()
     }
 
+    /// How long open requests may take to finish at shutdown (the live config's
+    /// `drain_timeout`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.state.live.load().config.drain_timeout
+    }
+
     /// A watch that fires when shutdown starts.
     pub fn drain_watch(&self) -> DrainWatch {
         self.state.shutdown.watch()
@@ -321,14 +337,15 @@ impl Running {
                         stop.start();
                     }
                     old.cert_watch = tls.as_ref().map(watch_certificates);
-                    old.tls.store(tls);
+                    old.settings
+                        .store(Arc::new(listener_config(entrypoint, tls)));
                     old
                 }
                 (old, Some(socket)) => {
                     if let Some(old) = old {
                         retire(name, old);
                     }
-                    spawn_listener(name, entrypoint.address, socket, tls, &self.state.proxy)?
+                    spawn_listener(name, entrypoint, socket, tls, &self.state.proxy)?
                 }
                 (None, None) => continue,
             };

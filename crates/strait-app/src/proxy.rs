@@ -1,9 +1,11 @@
 use std::collections::HashMap;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
+use futures_util::FutureExt;
 use http::header::HeaderName;
 use http::{Request, Response};
 use strait_balance::Service;
@@ -16,7 +18,7 @@ use strait_telemetry::{
 };
 use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
-use tracing::debug;
+use tracing::{debug, error};
 
 use crate::deadline::{self, Deadline};
 
@@ -67,6 +69,7 @@ impl Proxy {
                     routers: Default::default(),
                     services: Default::default(),
                     access_log: None,
+                    drain_timeout: std::time::Duration::ZERO,
                 }),
                 services: Vec::new(),
                 entrypoints: HashMap::new(),
@@ -154,7 +157,28 @@ async fn observed(
     let request_bytes = Arc::new(AtomicU64::new(0));
     let request = request.map(|body| CountingBody::wrap(body, request_bytes.clone()));
 
-    let response = proxy(&snapshot, request, &conn, &metrics, &mut record).await;
+    let grpc = strait_grpc::is_grpc(request.headers());
+    let serving = AssertUnwindSafe(proxy(&snapshot, request, &conn, &metrics, &mut record));
+    let response = match serving.catch_unwind().await {
+        Ok(response) => response,
+        // A bug must cost one request, not the process or the connection's other streams.
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            metrics.panicked(record.router.as_ref());
+            error!(
+                entrypoint = %conn.entrypoint,
+                router = record.router.as_deref().unwrap_or("-"),
+                "panic while serving a request: {what}; answered INTERNAL / 500"
+            );
+            let err = ProxyError::new(ErrorKind::Internal, Side::Proxy, "internal error in strait");
+            record.error = Some(format!("panic: {what}"));
+            error_response(&err, grpc)
+        }
+    };
     record.http_status = Some(response.status().as_u16());
     ObservedBody::observe_response(response, move |outcome| {
         record.set_outcome(&outcome);
@@ -196,6 +220,10 @@ async fn proxy(
         return fail(&err, grpc, conn, record);
     };
     record.router = Some(route.name.clone());
+    #[cfg(feature = "fault-hooks")]
+    if request.headers().contains_key("x-strait-fault-panic") {
+        panic!("fault hook: x-strait-fault-panic");
+    }
     let Some(service) = snapshot.services.get(route.service) else {
         let err = ProxyError::new(
             ErrorKind::NoEndpoint,

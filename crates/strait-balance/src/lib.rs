@@ -32,7 +32,7 @@ impl Service {
         let endpoints: Vec<_> = config
             .servers
             .iter()
-            .map(|server| Arc::new(Endpoint::new(&server.url, tls)))
+            .map(|server| Arc::new(Endpoint::new(&server.url, tls, &config.http2)))
             .collect();
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
         Service {
@@ -161,6 +161,7 @@ mod tests {
                 },
             ],
             tls: None,
+            http2: Default::default(),
         };
         let service = Service::new("orders", &config, None);
         let picked: Vec<_> = (0..6)

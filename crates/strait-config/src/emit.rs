@@ -8,13 +8,20 @@ use yaml_rust2::Yaml;
 
 use crate::duration::format_duration;
 use crate::model::{
-    AccessLogTarget, AlpnProtocol, CertificateFiles, Config, HostMatch, Match, Router, ServerTls,
-    UpstreamTls, ValueMatch,
+    AccessLogTarget, AlpnProtocol, CertificateFiles, Config, HostMatch, Http2Settings, Lifecycle,
+    Match, Router, ServerTls, UpstreamTls, ValueMatch,
 };
+use crate::size::format_size;
 use crate::validate::{mode_name, url_text};
 
 pub(crate) fn config(config: &Config) -> String {
     let mut out = String::new();
+    line(
+        &mut out,
+        0,
+        "drain_timeout",
+        &format_duration(config.drain_timeout),
+    );
     match &config.access_log {
         Some(AccessLogTarget::Stdout) => out.push_str("access_log:\n  path: stdout\n"),
         Some(AccessLogTarget::File(path)) => {
@@ -48,6 +55,8 @@ pub(crate) fn config(config: &Config) -> String {
         if let Some(tls) = &entrypoint.tls {
             emit_server_tls(&mut out, tls);
         }
+        emit_http2(&mut out, &entrypoint.http2);
+        emit_lifecycle(&mut out, &entrypoint.lifecycle);
     }
 
     section(&mut out, "routers", config.routers.is_empty());
@@ -67,6 +76,7 @@ pub(crate) fn config(config: &Config) -> String {
         if let Some(tls) = &service.tls {
             emit_upstream_tls(&mut out, tls);
         }
+        emit_http2(&mut out, &service.http2);
     }
 
     // No middleware kinds exist yet; the section is shown so the output has every part.
@@ -130,6 +140,63 @@ fn emit_upstream_tls(out: &mut String, tls: &UpstreamTls) {
         "insecure_skip_verify",
         &tls.insecure_skip_verify.to_string(),
     );
+}
+
+/// Only the settings that were given; the rest keep strait's defaults, which live with the
+/// runtime rather than here.
+fn emit_http2(out: &mut String, http2: &Http2Settings) {
+    if *http2 == Http2Settings::default() {
+        return;
+    }
+    line(out, 2, "http2", "");
+    if let Some(streams) = http2.max_concurrent_streams {
+        line(out, 3, "max_concurrent_streams", &streams.to_string());
+    }
+    let sizes = [
+        ("initial_stream_window", http2.initial_stream_window),
+        ("initial_connection_window", http2.initial_connection_window),
+    ];
+    for (key, bytes) in sizes {
+        if let Some(bytes) = bytes {
+            line(out, 3, key, &format_size(bytes));
+        }
+    }
+    if http2.adaptive_window {
+        line(out, 3, "adaptive_window", "true");
+    }
+    let sizes = [
+        ("max_frame_size", http2.max_frame_size),
+        ("max_header_list_size", http2.max_header_list_size),
+    ];
+    for (key, bytes) in sizes {
+        if let Some(bytes) = bytes {
+            line(out, 3, key, &format_size(bytes));
+        }
+    }
+    let durations = [
+        ("keepalive_interval", http2.keepalive_interval),
+        ("keepalive_timeout", http2.keepalive_timeout),
+    ];
+    for (key, duration) in durations {
+        if let Some(duration) = duration {
+            line(out, 3, key, &format_duration(duration));
+        }
+    }
+}
+
+fn emit_lifecycle(out: &mut String, lifecycle: &Lifecycle) {
+    let durations = [
+        ("max_connection_age", lifecycle.max_connection_age),
+        (
+            "max_connection_age_grace",
+            lifecycle.max_connection_age_grace,
+        ),
+    ];
+    for (key, duration) in durations {
+        if let Some(duration) = duration {
+            line(out, 2, key, &format_duration(duration));
+        }
+    }
 }
 
 fn emit_router(out: &mut String, router: &Router) {

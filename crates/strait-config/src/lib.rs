@@ -7,6 +7,7 @@ use std::path::Path;
 mod duration;
 mod emit;
 pub mod model;
+mod size;
 mod toml;
 mod tree;
 mod validate;

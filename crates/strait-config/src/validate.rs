@@ -8,12 +8,13 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::model::{
-    AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Match, Router, Server, Service,
-    UpstreamScheme, UpstreamUrl, ValueMatch,
+    AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Http2Settings, Match, Router, Server,
+    Service, UpstreamScheme, UpstreamUrl, ValueMatch,
 };
 use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
 
+mod lifecycle;
 mod tls;
 
 pub(crate) use tls::mode_name;
@@ -25,10 +26,17 @@ const TOP_KEYS: &[&str] = &[
     "services",
     "middlewares",
     "access_log",
+    "drain_timeout",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["path"];
 const ADMIN_KEYS: &[&str] = &["address", "token_file"];
-const ENTRYPOINT_KEYS: &[&str] = &["address", "tls"];
+const ENTRYPOINT_KEYS: &[&str] = &[
+    "address",
+    "tls",
+    "http2",
+    "max_connection_age",
+    "max_connection_age_grace",
+];
 const ROUTER_KEYS: &[&str] = &[
     "entrypoints",
     "match",
@@ -49,7 +57,7 @@ const MATCH_KEYS: &[&str] = &[
     "client_cert_san",
 ];
 const VALUE_MATCH_KEYS: &[&str] = &["exact", "regex", "present"];
-const SERVICE_KEYS: &[&str] = &["servers", "tls"];
+const SERVICE_KEYS: &[&str] = &["servers", "tls", "http2"];
 const SERVER_KEYS: &[&str] = &["url", "weight"];
 
 const ADDRESS_HINT: &str = "use host:port, e.g. 127.0.0.1:8080";
@@ -104,6 +112,7 @@ impl Validator {
             routers: IndexMap::new(),
             services: IndexMap::new(),
             access_log: None,
+            drain_timeout: lifecycle::DEFAULT_DRAIN_TIMEOUT,
         };
         let top: &Entries = match &root.kind {
             NodeKind::Map(entries) => entries,
@@ -118,6 +127,11 @@ impl Validator {
         };
         self.known_keys(top, TOP_KEYS, "at top level");
 
+        if let Some((_, node)) = get(top, "drain_timeout") {
+            if let Some(timeout) = self.drain_timeout(node) {
+                config.drain_timeout = timeout;
+            }
+        }
         if let Some((key, node)) = get(top, "access_log") {
             config.access_log = self.access_log(key, node);
         }
@@ -239,6 +253,11 @@ impl Validator {
             None => Some(None),
             Some((tls_key, value)) => self.server_tls(&key.name, tls_key, value).map(Some),
         };
+        let http2 = match get(entries, "http2") {
+            None => Some(Http2Settings::default()),
+            Some((_, value)) => self.http2(&format!("entrypoint `{}`", key.name), value),
+        };
+        let lifecycle = self.lifecycle(entries, &context);
         let (_, value) = self.required(key, entries, "address", &context)?;
         let address = self.address(value, &format!("`address` {context}"))?;
         listeners.push(Listener {
@@ -246,8 +265,13 @@ impl Validator {
             address,
             owner: format!("entrypoint `{}`", key.name),
         });
-        let tls = tls?;
-        name_ok.then_some(Entrypoint { address, tls })
+        let entrypoint = Entrypoint {
+            address,
+            tls: tls?,
+            http2: http2?,
+            lifecycle: lifecycle?,
+        };
+        name_ok.then_some(entrypoint)
     }
 
     /// Two listeners clash when they would bind the same port on overlapping addresses; the
@@ -318,6 +342,7 @@ impl Validator {
                 None => ok = false,
             }
         }
+        let servers_ok = ok;
         let tls = match get(entries, "tls") {
             None => None,
             Some((tls_key, value)) => {
@@ -341,7 +366,18 @@ impl Validator {
                 tls
             }
         };
-        (name_ok && ok).then_some(Service { servers, tls })
+        let http2 = match get(entries, "http2") {
+            None => Some(Http2Settings::default()),
+            Some((http2_key, value)) => {
+                self.service_http2(&key.name, http2_key, value, &servers, servers_ok)
+            }
+        };
+        let service = Service {
+            servers,
+            tls,
+            http2: http2?,
+        };
+        (name_ok && ok).then_some(service)
     }
 
     fn server(&mut self, servers_key: &Key, node: &Node, context: &str) -> Option<Server> {

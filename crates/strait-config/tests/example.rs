@@ -59,6 +59,7 @@ weight = 2
 "#;
 
 const EXAMPLE_EFFECTIVE: &str = "\
+drain_timeout: 30s
 admin:
   address: 127.0.0.1:9901
 entrypoints:

@@ -35,6 +35,8 @@ pub enum ErrorKind {
     BadRequest,
     /// A gRPC request could only reach a backend that speaks HTTP/1.1.
     Http2Required,
+    /// A bug in strait (a panic while serving the request).
+    Internal,
 }
 
 /// An error with the facts the rest of the proxy needs: what, which side, whether a retry

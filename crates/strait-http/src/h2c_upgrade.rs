@@ -133,15 +133,13 @@ async fn serve_upgraded<H: Handler>(
             }
         })
     };
-    let connection = crate::server::h2_server().serve_connection(TokioIo::new(io), service);
+    let connection =
+        crate::server::h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = drain.signaled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
+    let result = crate::server::drive(connection, &mut drain, &conn.listener.lifecycle, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
     if let Err(e) = result {
         debug!(client = %conn.remote, error = %e, "upgraded h2c connection ended");
     }

@@ -16,6 +16,7 @@ use strait_core::Body;
 
 pub use respond::{error_response, grpc_needs_http2, is_grpc_over_http1};
 pub use server::serve;
+pub use server::ListenerConfig;
 
 /// What the proxy knows about the client connection a request came on.
 #[derive(Debug)]
@@ -25,6 +26,8 @@ pub struct ConnInfo {
     pub local: SocketAddr,
     /// `None` on plaintext entrypoints.
     pub tls: Option<TlsInfo>,
+    /// The listener settings the connection was accepted with.
+    pub listener: Arc<ListenerConfig>,
 }
 
 /// What the TLS handshake of a client connection negotiated.

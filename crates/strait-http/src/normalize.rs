@@ -156,6 +156,7 @@ mod tests {
             remote: remote.parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
             tls: None,
+            listener: Arc::new(crate::ListenerConfig::default()),
         }
     }
 

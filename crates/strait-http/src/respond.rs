@@ -17,6 +17,7 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
         | ErrorKind::Http2Required => (Code::Unavailable, StatusCode::BAD_GATEWAY),
         ErrorKind::DeadlineExceeded => (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
         ErrorKind::BadRequest => (Code::Internal, StatusCode::BAD_REQUEST),
+        ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
     };
     let message = client_message(err);
     if grpc {

@@ -2,13 +2,16 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use std::future::Future;
+use std::pin::Pin;
+
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use strait_config::AlpnProtocol;
+use strait_config::{AlpnProtocol, Http2Settings, Lifecycle};
 use strait_core::{Body, DrainWatch};
 use strait_telemetry::{HandshakeResult, Metrics, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
@@ -23,6 +26,8 @@ const CONNECTION_WINDOW: u32 = 16 << 20;
 /// Streams a client may open at once on one connection (hyper's default is 200; gRPC clients
 /// multiplex whole workloads over one connection).
 const MAX_CONCURRENT_STREAMS: u32 = 1000;
+/// How long a keepalive PING may go unanswered, unless configured.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The HTTP/2 client connection preface.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -37,14 +42,23 @@ enum Protocols {
     Http2,
 }
 
-/// Accepts connections on `listener` until `drain` fires, serving each with `handler`.
-/// While `tls` holds a listener config, each connection first completes a TLS handshake with
-/// it; a reload may swap it (or switch between TLS and plaintext) without closing the socket.
-/// Connections already open are told to finish gracefully when draining starts.
+/// An entrypoint's settings for new connections; a reload swaps them in place.
+#[derive(Debug, Default)]
+pub struct ListenerConfig {
+    /// With TLS, each connection first completes a handshake with this.
+    pub tls: Option<Arc<TlsListener>>,
+    pub http2: Http2Settings,
+    pub lifecycle: Lifecycle,
+}
+
+/// Accepts connections on `listener` until `drain` fires, serving each with `handler` and
+/// the settings `config` holds when it is accepted; a reload may swap them (or switch between
+/// TLS and plaintext) without closing the socket. Connections already open are told to
+/// finish gracefully when draining starts, or when they reach their maximum age.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     entrypoint: Arc<str>,
-    tls: Arc<ArcSwapOption<TlsListener>>,
+    config: Arc<ArcSwap<ListenerConfig>>,
     handler: H,
     metrics: Metrics,
     mut drain: DrainWatch,
@@ -69,12 +83,12 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let entrypoint = entrypoint.clone();
-        let tls = tls.load_full();
+        let settings = config.load_full();
         let handler = handler.clone();
         let drain = drain.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let Some(tls) = tls else {
+            let Some(tls) = settings.tls.clone() else {
                 // Counted once the first bytes say which protocol it speaks.
                 let mut preface = [0u8; PREFACE.len()];
                 let protocol = match stream.peek(&mut preface).await {
@@ -88,6 +102,7 @@ pub async fn serve<H: Handler>(
                     remote,
                     local,
                     tls: None,
+                    listener: settings,
                 };
                 serve_connection(stream, Arc::new(conn), Protocols::Plaintext, handler, drain)
                     .await;
@@ -139,6 +154,7 @@ pub async fn serve<H: Handler>(
                     sni: accepted.sni,
                     client: accepted.client,
                 }),
+                listener: settings,
             };
             serve_connection(accepted.stream, Arc::new(conn), protocols, handler, drain).await;
         });
@@ -156,11 +172,7 @@ async fn serve_connection<H, I>(
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http2()
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    configure_h2(&mut builder.http2(), &conn.listener.http2);
     builder = match protocols {
         Protocols::Plaintext => builder,
         Protocols::Http1 => builder.http1_only(),
@@ -169,17 +181,94 @@ async fn serve_connection<H, I>(
     let service = service(handler, conn.clone(), drain.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        _ = drain.signaled() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
+    let result = drive(connection, &mut drain, &conn.listener.lifecycle, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
     if let Err(e) = result {
         debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
     }
 }
+
+/// Runs a client connection to its end. Draining or reaching `max_connection_age` starts a
+/// graceful shutdown (HTTP/2: GOAWAY with the highest stream id, then the final GOAWAY after
+/// a round trip; HTTP/1.1: `connection: close` after the request in flight); after an age
+/// shutdown, `max_connection_age_grace` bounds how long open streams may take.
+pub(crate) async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    drain: &mut DrainWatch,
+    lifecycle: &Lifecycle,
+    shutdown: impl FnOnce(Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let age = async {
+        match lifecycle.max_connection_age {
+            Some(age) => tokio::time::sleep(age).await,
+            None => std::future::pending().await,
+        }
+    };
+    let aged = tokio::select! {
+        result = connection.as_mut() => return result,
+        _ = drain.signaled() => false,
+        _ = age => true,
+    };
+    shutdown(connection.as_mut());
+    match lifecycle.max_connection_age_grace {
+        Some(grace) if aged => tokio::time::timeout(grace, connection)
+            .await
+            // Out of grace: dropping the connection resets what is left.
+            .unwrap_or(Ok(())),
+        _ => connection.await,
+    }
+}
+
+/// Applies an entrypoint's HTTP/2 settings to a hyper server builder.
+pub(crate) fn configure_h2<B: Http2Config>(builder: &mut B, settings: &Http2Settings) {
+    builder.apply(settings);
+}
+
+/// The two hyper HTTP/2 server builders, configured alike.
+pub(crate) trait Http2Config {
+    fn apply(&mut self, settings: &Http2Settings);
+}
+
+macro_rules! http2_config {
+    ($builder:ty) => {
+        impl Http2Config for $builder {
+            fn apply(&mut self, s: &Http2Settings) {
+                self.max_concurrent_streams(
+                    s.max_concurrent_streams.unwrap_or(MAX_CONCURRENT_STREAMS),
+                );
+                if s.adaptive_window {
+                    self.adaptive_window(true);
+                } else {
+                    self.initial_stream_window_size(
+                        s.initial_stream_window.unwrap_or(STREAM_WINDOW),
+                    )
+                    .initial_connection_window_size(
+                        s.initial_connection_window.unwrap_or(CONNECTION_WINDOW),
+                    );
+                }
+                if let Some(size) = s.max_frame_size {
+                    self.max_frame_size(size);
+                }
+                if let Some(size) = s.max_header_list_size {
+                    self.max_header_list_size(size);
+                }
+                if let Some(interval) = s.keepalive_interval {
+                    self.timer(TokioTimer::new())
+                        .keep_alive_interval(interval)
+                        .keep_alive_timeout(s.keepalive_timeout.unwrap_or(KEEPALIVE_TIMEOUT));
+                }
+            }
+        }
+    };
+}
+
+http2_config!(auto::Http2Builder<'_, TokioExecutor>);
+http2_config!(hyper::server::conn::http2::Builder<TokioExecutor>);
 
 /// The per-connection service: hands requests to the handler, and on plaintext connections
 /// takes over HTTP/1.1 requests that ask for `Upgrade: h2c`.
@@ -212,11 +301,10 @@ pub(crate) fn service<H: Handler>(
     })
 }
 
-pub(crate) fn h2_server() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+pub(crate) fn h2_server(
+    settings: &Http2Settings,
+) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    builder
-        .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW)
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    configure_h2(&mut builder, settings);
     builder
 }

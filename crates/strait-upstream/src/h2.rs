@@ -3,15 +3,17 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{Reason, RecvStream, SendStream};
 use http::{Request, Response};
 use http_body::{Body as _, Frame};
+use strait_config::Http2Settings;
 use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::connect::{Learned, Target};
 
@@ -19,6 +21,8 @@ use crate::connect::{Learned, Target};
 /// moving without one round trip per 64 KiB; the connection window allows 16 such streams.
 const STREAM_WINDOW: u32 = 1 << 20;
 const CONNECTION_WINDOW: u32 = 16 << 20;
+/// How long a keepalive PING may go unanswered, unless configured.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Streams per connection assumed until the backend's SETTINGS say otherwise (h2 reports
 /// "unlimited" until then); RFC 9113 recommends servers allow at least 100.
@@ -38,6 +42,7 @@ pub(crate) struct H2Pool {
     /// The backend's SETTINGS_MAX_CONCURRENT_STREAMS as last seen on any connection (0: not
     /// yet), so a new connection is not overfilled before its own SETTINGS arrive.
     learned_max: Arc<AtomicUsize>,
+    settings: Http2Settings,
     /// One connect at a time: a burst of requests waits for one new connection instead of
     /// opening one each.
     connecting: tokio::sync::Mutex<()>,
@@ -94,9 +99,10 @@ impl Abandon {
 // === impl H2Pool ===
 
 impl H2Pool {
-    pub(crate) fn new(target: Target) -> H2Pool {
+    pub(crate) fn new(target: Target, settings: Http2Settings) -> H2Pool {
         H2Pool {
             target,
+            settings,
             conns: Mutex::new(Vec::new()),
             learned_max: Arc::new(AtomicUsize::new(0)),
             connecting: tokio::sync::Mutex::new(()),
@@ -184,8 +190,12 @@ impl H2Pool {
     fn try_acquire(&self) -> Option<Lease> {
         let mut conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
         conns.retain(|c| !c.state.closed.load(Ordering::Acquire));
+        let cap = self
+            .settings
+            .max_concurrent_streams
+            .map_or(usize::MAX, |n| n as usize);
         let conn = conns.iter().find(|c| {
-            c.state.active.load(Ordering::Acquire) < c.state.max.load(Ordering::Acquire)
+            c.state.active.load(Ordering::Acquire) < c.state.max.load(Ordering::Acquire).min(cap)
         })?;
         conn.state.active.fetch_add(1, Ordering::AcqRel);
         Some(Lease { conn: conn.clone() })
@@ -203,22 +213,36 @@ impl H2Pool {
                 ),
             ));
         }
-        let (send, mut connection) = h2::client::Builder::new()
-            .initial_window_size(STREAM_WINDOW)
-            .initial_connection_window_size(CONNECTION_WINDOW)
-            .handshake::<_, Bytes>(connection.io)
-            .await
-            .map_err(|e| {
-                ProxyError::new(
-                    ErrorKind::Connect,
-                    Side::Upstream,
-                    format!(
-                        "HTTP/2 handshake with endpoint {} failed",
-                        self.target.label
-                    ),
-                )
-                .with_source(e)
-            })?;
+        let settings = &self.settings;
+        let mut builder = h2::client::Builder::new();
+        builder
+            .initial_window_size(settings.initial_stream_window.unwrap_or(STREAM_WINDOW))
+            .initial_connection_window_size(
+                settings
+                    .initial_connection_window
+                    .unwrap_or(CONNECTION_WINDOW),
+            );
+        if let Some(size) = settings.max_frame_size {
+            builder.max_frame_size(size);
+        }
+        if let Some(size) = settings.max_header_list_size {
+            builder.max_header_list_size(size);
+        }
+        let (send, mut connection) =
+            builder
+                .handshake::<_, Bytes>(connection.io)
+                .await
+                .map_err(|e| {
+                    ProxyError::new(
+                        ErrorKind::Connect,
+                        Side::Upstream,
+                        format!(
+                            "HTTP/2 handshake with endpoint {} failed",
+                            self.target.label
+                        ),
+                    )
+                    .with_source(e)
+                })?;
         let initial = match self.learned_max.load(Ordering::Acquire) {
             0 => ASSUMED_MAX_STREAMS,
             learned => learned,
@@ -231,8 +255,15 @@ impl H2Pool {
         let watched = state.clone();
         let learned = self.learned_max.clone();
         let label = self.target.label.clone();
+        let keepalive = match (settings.keepalive_interval, connection.ping_pong()) {
+            (Some(interval), Some(ping_pong)) => {
+                let timeout = settings.keepalive_timeout.unwrap_or(KEEPALIVE_TIMEOUT);
+                futures_util::future::Either::Left(keepalive(ping_pong, interval, timeout))
+            }
+            _ => futures_util::future::Either::Right(std::future::pending()),
+        };
         tokio::spawn(async move {
-            let result = poll_fn(|cx| {
+            let driven = poll_fn(|cx| {
                 let polled = Pin::new(&mut connection).poll(cx);
                 // h2 reports "unlimited" until the backend's SETTINGS have been read.
                 let max = connection.max_concurrent_send_streams();
@@ -241,8 +272,16 @@ impl H2Pool {
                     learned.store(max, Ordering::Release);
                 }
                 polled
-            })
-            .await;
+            });
+            let result = tokio::select! {
+                result = driven => result,
+                missed = keepalive => {
+                    // Dropping the connection fails its streams at once; new requests go to
+                    // a new connection (or, with health checks, another endpoint).
+                    warn!(endpoint = %label, "no keepalive PING answer within {missed:?}; closing the connection");
+                    Ok(())
+                }
+            };
             watched.closed.store(true, Ordering::Release);
             if let Err(e) = result {
                 debug!(endpoint = %label, error = %e, "upstream HTTP/2 connection ended");
@@ -280,6 +319,21 @@ impl H2Pool {
             )
         };
         ProxyError::new(kind, Side::Upstream, message).with_source(e)
+    }
+}
+
+/// PINGs the backend every `interval`; resolves (with the timeout) once a PING goes
+/// unanswered for `timeout`, or the connection can no longer be pinged.
+async fn keepalive(mut ping_pong: h2::PingPong, interval: Duration, timeout: Duration) -> Duration {
+    loop {
+        tokio::time::sleep(interval).await;
+        if ping_pong.send_ping(h2::Ping::opaque()).is_err() {
+            return timeout;
+        }
+        match tokio::time::timeout(timeout, poll_fn(|cx| ping_pong.poll_pong(cx))).await {
+            Ok(Ok(_)) => continue,
+            _ => return timeout,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ mod h2;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use strait_config::{AlpnProtocol, UpstreamScheme, UpstreamUrl};
+use strait_config::{AlpnProtocol, Http2Settings, UpstreamScheme, UpstreamUrl};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_tls::UpstreamConnector;
 
@@ -42,8 +42,13 @@ enum Pool {
 // === impl Endpoint ===
 
 impl Endpoint {
-    /// `tls` is the service's connector, required for `https://` URLs and unused otherwise.
-    pub fn new(url: &UpstreamUrl, tls: Option<&UpstreamConnector>) -> Endpoint {
+    /// `tls` is the service's connector, required for `https://` URLs and unused otherwise;
+    /// `http2` applies to its HTTP/2 connections.
+    pub fn new(
+        url: &UpstreamUrl,
+        tls: Option<&UpstreamConnector>,
+        http2: &Http2Settings,
+    ) -> Endpoint {
         let scheme = match url.scheme {
             UpstreamScheme::H2c => "h2c",
             UpstreamScheme::Http => "http",
@@ -60,10 +65,10 @@ impl Endpoint {
         };
         let target = Target::new(url.host.clone(), url.port, label.clone(), tls);
         let pool = match url.scheme {
-            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target.clone())),
+            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target.clone(), http2.clone())),
             UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone())),
             UpstreamScheme::Https => Pool::Tls(
-                h2::H2Pool::new(target.clone()),
+                h2::H2Pool::new(target.clone(), http2.clone()),
                 h1::H1Pool::new(target.clone()),
             ),
         };

@@ -6,9 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
-/// How long open requests may take to finish after SIGTERM or Ctrl-C.
-const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
 #[derive(Parser, Debug)]
 #[command(
     name = "strait",
@@ -231,11 +228,12 @@ fn run(path: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
                 Err(e) => strait_app::log_reload_error(&e),
             }
         }
-        info!("shutting down: no new connections; open requests have 30s to finish (signal again to exit now)");
+        let grace = running.drain_timeout();
+        info!("shutting down: no new connections; open requests have {grace:?} to finish (signal again to exit now)");
         tokio::select! {
-            drained = running.shutdown(DRAIN_TIMEOUT) => {
+            drained = running.shutdown(grace) => {
                 if !drained {
-                    warn!("connections still open after 30s; closing them");
+                    warn!("connections still open after {grace:?}; closing them");
                 }
                 ExitCode::SUCCESS
             }
