@@ -60,13 +60,21 @@ impl Process {
         }
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn signal(&self, name: &str) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{name}"), &pid])
             .status()
             .unwrap()
             .success());
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        self.child.wait().unwrap()
+    }
+
+    fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
 }
@@ -277,6 +285,95 @@ async fn run_without_config_serves_the_demo() {
     admin.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
     assert!(response.ends_with("ok\n"), "{response}");
+    drop(client);
+    let status = tokio::task::spawn_blocking(move || process.terminate())
+        .await
+        .unwrap();
+    assert!(status.success());
+}
+
+fn proxy_config(backend: &str) -> String {
+    format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: echo }}\n\
+         services:\n  echo: {{ servers: ['{backend}'] }}\n"
+    )
+}
+
+/// SIGTERM while a stream is open: the stream still completes, then the process exits 0.
+#[tokio::test]
+async fn sigterm_lets_an_open_stream_finish() {
+    use strait_test::assert_eventually;
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "strait.yaml", &proxy_config(&backend.url()));
+    let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
+    let addr = address_in(&process.wait_for("listening"));
+    process.wait_for("strait is serving");
+
+    let mut client = strait_test::echo_client(addr).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(EchoRequest::default()).await.unwrap();
+    replies.message().await.unwrap().unwrap();
+
+    process.signal("TERM");
+    process.wait_for("shutting down");
+    // New connections are refused while the open stream goes on.
+    assert_eventually!(tokio::net::TcpStream::connect(addr).await.is_err());
+    tx.send(EchoRequest {
+        payload: "after SIGTERM".into(),
+        repeat: 0,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        replies.message().await.unwrap().unwrap().payload,
+        "after SIGTERM"
+    );
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    drop((replies, client));
+    let status = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// SIGHUP reloads the config file; a broken file is refused with its location and the old
+/// config keeps serving.
+#[tokio::test]
+async fn sighup_reloads_and_refuses_a_broken_file() {
+    let a = TestBackend::start().await;
+    let b = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "strait.yaml", &proxy_config(&a.url()));
+    let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
+    let addr = address_in(&process.wait_for("listening"));
+    process.wait_for("strait is serving");
+    let mut client = strait_test::echo_client(addr).await;
+    client.unary(EchoRequest::default()).await.unwrap();
+
+    std::fs::write(
+        &file,
+        "entrypoints:\n  web: { address: 127.0.0.1:0 }\nrouters:\n  all: { service: gone }\n",
+    )
+    .unwrap();
+    process.signal("HUP");
+    let refused = process.wait_for(&format!("{}:4:19:", file.display()));
+    assert!(refused.contains("`gone`"), "{refused}");
+    process.wait_for("config reload refused");
+    client.unary(EchoRequest::default()).await.unwrap();
+    assert_eq!(a.calls(), 2);
+
+    std::fs::write(&file, proxy_config(&b.url())).unwrap();
+    process.signal("HUP");
+    process.wait_for("reloaded on SIGHUP");
+    client.unary(EchoRequest::default()).await.unwrap();
+    assert_eq!((a.calls(), b.calls()), (2, 1));
     drop(client);
     let status = tokio::task::spawn_blocking(move || process.terminate())
         .await
