@@ -87,7 +87,7 @@ impl Proxy {
     /// Builds the snapshot for `config` without installing it.
     pub(crate) fn prepare(&self, config: &Config) -> Result<Arc<Snapshot>, crate::StartError> {
         let access_log = self.access_log_for(config.access_log.as_ref())?;
-        Ok(Arc::new(Snapshot::new(config, access_log)?))
+        Ok(Arc::new(Snapshot::new(config, access_log, &self.metrics)?))
     }
 
     /// The access log writing to `target`: the current one if the target is unchanged.
@@ -300,7 +300,11 @@ fn fail(
 // === impl Snapshot ===
 
 impl Snapshot {
-    fn new(config: &Config, access_log: AccessLog) -> Result<Snapshot, crate::StartError> {
+    fn new(
+        config: &Config,
+        access_log: AccessLog,
+        metrics: &Metrics,
+    ) -> Result<Snapshot, crate::StartError> {
         let mut services = Vec::with_capacity(config.services.len());
         for (name, service) in &config.services {
             let https = service
@@ -319,7 +323,7 @@ impl Snapshot {
             } else {
                 None
             };
-            services.push(Arc::new(Service::new(name, service, tls.as_ref())));
+            services.push(Arc::new(Service::new(name, service, tls.as_ref(), metrics)));
         }
         let entrypoints = config
             .entrypoints

@@ -101,6 +101,22 @@ async fn metrics_read_grpc_status_from_trailers_and_trailers_only_headers() {
         "{m}"
     );
     assert!(m.contains("strait_request_duration_seconds_bucket{"), "{m}");
+    // Three calls reached the backend over one shared connection.
+    let endpoint = format!("endpoint=\"{}\"", backend.url());
+    assert_eq!(
+        sample(
+            &m,
+            "strait_upstream_connections_opened_total{",
+            &[&endpoint, "protocol=\"h2c\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "strait_upstream_requests_total{", &[&endpoint]),
+        Some(3.0),
+        "{m}"
+    );
     assert!(
         m.contains("strait_upstream_duration_seconds_bucket{"),
         "{m}"

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
 use strait_upstream::Endpoint;
 
@@ -28,11 +29,12 @@ impl Service {
         name: &str,
         config: &strait_config::Service,
         tls: Option<&UpstreamConnector>,
+        metrics: &Metrics,
     ) -> Service {
         let endpoints: Vec<_> = config
             .servers
             .iter()
-            .map(|server| Arc::new(Endpoint::new(&server.url, tls, &config.http2)))
+            .map(|server| Arc::new(Endpoint::new(&server.url, tls, &config.http2, metrics)))
             .collect();
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
         Service {
@@ -163,7 +165,7 @@ mod tests {
             tls: None,
             http2: Default::default(),
         };
-        let service = Service::new("orders", &config, None);
+        let service = Service::new("orders", &config, None, &strait_telemetry::Metrics::new());
         let picked: Vec<_> = (0..6)
             .map(|_| service.pick().unwrap().label().to_string())
             .collect();

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use strait_config::AlpnProtocol;
 use strait_core::{ErrorKind, ProxyError, Side};
+use strait_telemetry::{Metrics, Protocol, UpstreamConnGuard};
 use strait_tls::UpstreamConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -20,6 +21,8 @@ pub(crate) struct Connection {
     pub(crate) io: Box<dyn Io>,
     /// What TLS negotiated; `None` for plaintext or when the server chose nothing.
     pub(crate) alpn: Option<AlpnProtocol>,
+    /// Counts the connection open until dropped with it.
+    pub(crate) counted: UpstreamConnGuard,
 }
 
 /// What an endpoint is known to speak, learned from ALPN on the first TLS connection.
@@ -38,6 +41,7 @@ pub(crate) struct Target {
     pub(crate) label: Arc<str>,
     pub(crate) tls: Option<UpstreamConnector>,
     learned: Arc<AtomicU8>,
+    pub(crate) metrics: Metrics,
 }
 
 impl Target {
@@ -46,6 +50,7 @@ impl Target {
         port: u16,
         label: Arc<str>,
         tls: Option<UpstreamConnector>,
+        metrics: Metrics,
     ) -> Target {
         Target {
             host,
@@ -53,6 +58,7 @@ impl Target {
             label,
             tls,
             learned: Arc::new(AtomicU8::new(Learned::Unknown as u8)),
+            metrics,
         }
     }
 
@@ -74,7 +80,9 @@ impl Target {
         learned
     }
 
-    pub(crate) async fn connect(&self) -> Result<Connection, ProxyError> {
+    /// Connects; `plaintext` is the protocol a connection without TLS will speak (for the
+    /// metrics), TLS connections are labelled by what ALPN negotiated.
+    pub(crate) async fn connect(&self, plaintext: Protocol) -> Result<Connection, ProxyError> {
         let fail = |what: &str| {
             ProxyError::new(
                 ErrorKind::Connect,
@@ -92,15 +100,25 @@ impl Target {
                 return Ok(Connection {
                     io: Box::new(tcp),
                     alpn: None,
+                    counted: self
+                        .metrics
+                        .upstream_connection_opened(&self.label, plaintext),
                 });
             };
             let connected = tls
                 .connect(&self.host, tcp)
                 .await
                 .map_err(|e| fail("TLS handshake failed with").with_source(e))?;
+            let protocol = match connected.alpn {
+                Some(AlpnProtocol::H2) => Protocol::H2,
+                _ => Protocol::H1,
+            };
             Ok(Connection {
                 io: Box::new(connected.stream),
                 alpn: connected.alpn,
+                counted: self
+                    .metrics
+                    .upstream_connection_opened(&self.label, protocol),
             })
         };
         match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {

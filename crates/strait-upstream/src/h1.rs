@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use strait_core::{Body, ErrorKind, ProxyError, Side};
+use strait_telemetry::Protocol;
 use tracing::debug;
 
 use crate::connect::{Learned, Target};
@@ -135,7 +136,8 @@ impl H1Pool {
 
     async fn connect(&self) -> Result<SendRequest<Body>, ProxyError> {
         let target = &self.shared.target;
-        let connection = target.connect().await?;
+        let connection = target.connect(Protocol::H1).await?;
+        let counted = connection.counted;
         if target.tls.is_some() && target.learn(connection.alpn) != Learned::Http1 {
             return Err(ProxyError::new(
                 ErrorKind::Refused,
@@ -156,6 +158,7 @@ impl H1Pool {
             })?;
         let label = target.label.clone();
         tokio::spawn(async move {
+            let _counted = counted;
             if let Err(e) = connection.await {
                 debug!(endpoint = %label, error = %e, "upstream HTTP/1.1 connection ended");
             }

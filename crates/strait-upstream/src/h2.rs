@@ -12,6 +12,7 @@ use http::{Request, Response};
 use http_body::{Body as _, Frame};
 use strait_config::Http2Settings;
 use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
+use strait_telemetry::Protocol;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -202,7 +203,8 @@ impl H2Pool {
     }
 
     async fn connect(&self) -> Result<Arc<H2Conn>, ProxyError> {
-        let connection = self.target.connect().await?;
+        let connection = self.target.connect(Protocol::H2c).await?;
+        let counted = connection.counted;
         if self.target.tls.is_some() && self.target.learn(connection.alpn) != Learned::H2 {
             return Err(ProxyError::new(
                 ErrorKind::Refused,
@@ -263,6 +265,7 @@ impl H2Pool {
             _ => futures_util::future::Either::Right(std::future::pending()),
         };
         tokio::spawn(async move {
+            let _counted = counted;
             let driven = poll_fn(|cx| {
                 let polled = Pin::new(&mut connection).poll(cx);
                 // h2 reports "unlimited" until the backend's SETTINGS have been read.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use strait_config::{AlpnProtocol, Http2Settings, UpstreamScheme, UpstreamUrl};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
+use strait_telemetry::{Metrics, ObservedBody};
 use strait_tls::UpstreamConnector;
 
 use crate::connect::{Learned, Target};
@@ -48,6 +49,7 @@ impl Endpoint {
         url: &UpstreamUrl,
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
+        metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
             UpstreamScheme::H2c => "h2c",
@@ -63,7 +65,13 @@ impl Endpoint {
             UpstreamScheme::Https => tls.cloned(),
             _ => None,
         };
-        let target = Target::new(url.host.clone(), url.port, label.clone(), tls);
+        let target = Target::new(
+            url.host.clone(),
+            url.port,
+            label.clone(),
+            tls,
+            metrics.clone(),
+        );
         let pool = match url.scheme {
             UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target.clone(), http2.clone())),
             UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone())),
@@ -88,6 +96,15 @@ impl Endpoint {
     /// authority is what the backend sees as `:authority` or `Host`. Hop-by-hop headers must
     /// already be gone.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
+        let in_flight = self.target.metrics.upstream_stream_started(&self.label);
+        let response = self.dispatch(request).await?;
+        // Counted in flight until the response stream ends or is dropped.
+        Ok(ObservedBody::observe_response(response, move |_| {
+            drop(in_flight)
+        }))
+    }
+
+    async fn dispatch(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let grpc = strait_grpc::is_grpc(request.headers());
         match &self.pool {
             Pool::H2(h2) => h2.send_on(h2.ready_stream().await?, request).await,
