@@ -87,3 +87,37 @@ async fn http1_upstream_connections_are_reused() {
     assert_eq!(backend.requests(), 10);
     assert_eq!(backend.connections(), 1);
 }
+
+/// A backend that accepts TCP and hangs up at once: requests keep failing fast, but strait
+/// does not open a connection for each of them (exponential backoff with jitter).
+#[tokio::test]
+async fn failing_connects_back_off() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let strait = start_strait(&single_service_config(&[format!("h2c://{addr}")])).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    for _ in 0..20 {
+        let status = client.unary(EchoRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+    }
+    // Waits of at least 50, 100, 200, 400 ms... after each failure: 20 quick calls fit in a
+    // handful of attempts even on a slow machine.
+    let attempts = accepted.load(Ordering::SeqCst);
+    assert!(
+        (1..=5).contains(&attempts),
+        "{attempts} connects for 20 calls"
+    );
+}

@@ -9,6 +9,8 @@ use strait_tls::UpstreamConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use crate::backoff::Backoff;
+
 /// How long establishing a TCP connection (and its TLS handshake) may take. A connect is not
 /// a stream, so this is the one timeout strait applies by default (Envoy uses 5 s too).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,6 +44,7 @@ pub(crate) struct Target {
     pub(crate) tls: Option<UpstreamConnector>,
     learned: Arc<AtomicU8>,
     pub(crate) metrics: Metrics,
+    backoff: Arc<Backoff>,
 }
 
 impl Target {
@@ -59,6 +62,7 @@ impl Target {
             tls,
             learned: Arc::new(AtomicU8::new(Learned::Unknown as u8)),
             metrics,
+            backoff: Arc::new(Backoff::default()),
         }
     }
 
@@ -90,6 +94,17 @@ impl Target {
                 format!("{what} endpoint {}", self.label),
             )
         };
+        if let Err((failures, wait)) = self.backoff.check() {
+            return Err(ProxyError::new(
+                ErrorKind::Connect,
+                Side::Upstream,
+                format!(
+                    "endpoint {} is backing off after {failures} failed connect(s); next attempt in {}ms",
+                    self.label,
+                    wait.as_millis()
+                ),
+            ));
+        }
         let connect = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port))
                 .await
@@ -121,10 +136,24 @@ impl Target {
                     .upstream_connection_opened(&self.label, protocol),
             })
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let result = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Ok(result) => result,
             Err(_) => Err(fail("timed out after 5s connecting to")),
+        };
+        if result.is_err() {
+            self.backoff.failed();
         }
+        result
+    }
+
+    /// The connection is usable (its HTTP handshake worked): no more backing off.
+    pub(crate) fn connected(&self) {
+        self.backoff.succeeded();
+    }
+
+    /// The connection opened but its HTTP handshake failed: it counts as a failed connect.
+    pub(crate) fn handshake_failed(&self) {
+        self.backoff.failed();
     }
 
     /// The `Host`/`:authority` to use when the client sent none.

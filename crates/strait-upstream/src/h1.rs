@@ -102,6 +102,9 @@ impl H1Pool {
             }
             match sender.try_send_request(request).await {
                 Ok(response) => {
+                    if !reused {
+                        self.shared.target.connected();
+                    }
                     let (parts, inner) = response.into_parts();
                     let body = PooledBody {
                         inner,
@@ -110,11 +113,16 @@ impl H1Pool {
                     };
                     return Ok(Response::from_parts(parts, strait_core::boxed(body)));
                 }
+                Err(e) if !reused => {
+                    // A new connection that could not carry one request: a failed connect.
+                    self.shared.target.handshake_failed();
+                    return Err(self.error(e.into_error()));
+                }
                 Err(mut e) => match e.take_message() {
                     // An idle connection the backend had closed: the request never left, so
                     // a fresh connection is safe.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(self.error(e.into_error())),
+                    Some(unsent) => request = unsent,
+                    None => return Err(self.error(e.into_error())),
                 },
             }
         }
@@ -145,17 +153,20 @@ impl H1Pool {
                 format!("endpoint {} negotiated h2 via ALPN", target.label),
             ));
         }
-        let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        let handshake = hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(connection.io))
-            .await
-            .map_err(|e| {
-                ProxyError::new(
-                    ErrorKind::Connect,
-                    Side::Upstream,
-                    format!("HTTP/1.1 handshake with endpoint {} failed", target.label),
-                )
-                .with_source(e)
-            })?;
+            .await;
+        if handshake.is_err() {
+            target.handshake_failed();
+        }
+        let (sender, connection) = handshake.map_err(|e| {
+            ProxyError::new(
+                ErrorKind::Connect,
+                Side::Upstream,
+                format!("HTTP/1.1 handshake with endpoint {} failed", target.label),
+            )
+            .with_source(e)
+        })?;
         let label = target.label.clone();
         tokio::spawn(async move {
             let _counted = counted;

@@ -62,6 +62,8 @@ struct ConnState {
     /// polled.
     max: AtomicUsize,
     closed: AtomicBool,
+    /// A response arrived on this connection: the backend really speaks HTTP/2.
+    served: AtomicBool,
 }
 
 /// A stream slot on a connection, ready to send on.
@@ -138,6 +140,9 @@ impl H2Pool {
             Abandon(Some(tx))
         };
         let (parts, recv) = response.await.map_err(|e| self.error(e))?.into_parts();
+        if !lease.conn.state.served.swap(true, Ordering::AcqRel) {
+            self.target.connected();
+        }
         let body = RecvBody {
             recv,
             data_done: false,
@@ -253,7 +258,9 @@ impl H2Pool {
             active: AtomicUsize::new(0),
             max: AtomicUsize::new(initial),
             closed: AtomicBool::new(false),
+            served: AtomicBool::new(false),
         });
+        let target = self.target.clone();
         let watched = state.clone();
         let learned = self.learned_max.clone();
         let label = self.target.label.clone();
@@ -286,6 +293,10 @@ impl H2Pool {
                 }
             };
             watched.closed.store(true, Ordering::Release);
+            // Opened but never answered anything: as good as a failed connect.
+            if !watched.served.load(Ordering::Acquire) {
+                target.handshake_failed();
+            }
             if let Err(e) = result {
                 debug!(endpoint = %label, error = %e, "upstream HTTP/2 connection ended");
             }

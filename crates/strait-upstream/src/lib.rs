@@ -4,6 +4,7 @@
 //! remembered per endpoint. This crate and `strait-http` are the only ones that touch the
 //! HTTP engines; everything above sees `http::Request`/`Response` and [`strait_core::Body`].
 
+mod backoff;
 mod connect;
 mod h1;
 mod h2;
