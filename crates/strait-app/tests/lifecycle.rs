@@ -115,3 +115,53 @@ async fn upstream_keepalive_detects_a_frozen_backend() {
         .unwrap();
     assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
 }
+
+/// `idle_timeout` retires a connection with nothing open, never one with an open stream,
+/// however quiet that stream is.
+#[tokio::test]
+async fn idle_timeout_spares_connections_with_open_streams() {
+    use tokio::sync::mpsc;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config(&backend.url(), "    idle_timeout: 300ms\n", "")).await;
+    let addr = strait.entrypoint("web").unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (_send, connection) = h2::client::handshake(tcp).await.unwrap();
+    let idle = tokio::spawn(connection);
+    assert_eventually!(
+        idle.is_finished(),
+        Duration::from_secs(10),
+        "idle connection kept"
+    );
+    idle.await.unwrap().unwrap();
+
+    let mut client = echo_client(addr).await;
+    let (tx, rx) = mpsc::channel(1);
+    let mut replies = client
+        .bidi(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(EchoRequest::default()).await.unwrap();
+    replies.message().await.unwrap().unwrap();
+    // Three idle timeouts of silence on an open stream.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    tx.send(EchoRequest::default()).await.unwrap();
+    assert!(
+        replies.message().await.unwrap().is_some(),
+        "the quiet stream survived"
+    );
+    // The connection was never told to go away: a new call still uses it.
+    client.unary(EchoRequest::default()).await.unwrap();
+    let (_, metrics) = http1(strait.admin().unwrap(), "GET", "/metrics", &[]).await;
+    let opened: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("strait_connections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(opened, 2.0, "the busy connection was replaced: {metrics}");
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+}

@@ -191,6 +191,7 @@ fn emit_lifecycle(out: &mut String, lifecycle: &Lifecycle) {
             "max_connection_age_grace",
             lifecycle.max_connection_age_grace,
         ),
+        ("idle_timeout", lifecycle.idle_timeout),
     ];
     for (key, duration) in durations {
         if let Some(duration) = duration {

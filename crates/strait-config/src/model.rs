@@ -86,6 +86,9 @@ pub struct Lifecycle {
     /// How long its streams then have to finish before they are reset. Default: no limit
     /// beyond drain. Only with max_connection_age.
     pub max_connection_age_grace: Option<Duration>,
+    /// A connection with no request or stream open for this long is told to go away the same
+    /// way. `None`: idle connections stay.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// TLS termination on an entrypoint.

@@ -36,6 +36,7 @@ const ENTRYPOINT_KEYS: &[&str] = &[
     "http2",
     "max_connection_age",
     "max_connection_age_grace",
+    "idle_timeout",
 ];
 const ROUTER_KEYS: &[&str] = &[
     "entrypoints",

@@ -64,6 +64,7 @@ entrypoints:
       keepalive_timeout: 20s
     max_connection_age: 10m
     max_connection_age_grace: 30s
+    idle_timeout: 5m
   adaptive:
     address: 0.0.0.0:8081
     http2: { adaptive_window: true, max_frame_size: 16777215 }
@@ -88,6 +89,7 @@ drain_timeout = "1m"
 address = "0.0.0.0:8080"
 max_connection_age = "10m"
 max_connection_age_grace = "30s"
+idle_timeout = "5m"
 
 [entrypoints.web.http2]
 max_concurrent_streams = 1000
@@ -130,6 +132,7 @@ entrypoints:
       keepalive_timeout: 20s
     max_connection_age: 10m
     max_connection_age_grace: 30s
+    idle_timeout: 5m
   adaptive:
     address: 0.0.0.0:8081
     http2:
@@ -180,6 +183,7 @@ fn every_connection_setting_is_read() {
         Lifecycle {
             max_connection_age: Some(Duration::from_secs(600)),
             max_connection_age_grace: Some(Duration::from_secs(30)),
+            idle_timeout: Some(Duration::from_secs(300)),
         }
     );
     let adaptive = &config.entrypoints["adaptive"];
@@ -670,4 +674,10 @@ fn mangled_connection_settings_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn idle_timeout_must_be_positive() {
+    let err = one(&with_entrypoint("    idle_timeout: 0s\n"));
+    assert!(err.message.contains("idle_timeout"), "{err}");
 }

@@ -25,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tracing::debug;
 
 use crate::normalize::is_hop_by_hop;
+use crate::server::Activity;
 use crate::{ConnInfo, Handler};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -122,21 +123,25 @@ async fn serve_upgraded<H: Handler>(
     conn: Arc<ConnInfo>,
     mut drain: DrainWatch,
 ) {
+    let activity = Arc::new(Activity::default());
     let service = {
         let conn = conn.clone();
+        let activity = activity.clone();
         service_fn(move |request: Request<Incoming>| {
             let handler = handler.clone();
             let conn = conn.clone();
+            let activity = activity.clone();
             async move {
-                let request = request.map(strait_core::boxed);
-                Ok::<_, Infallible>(handler.handle(request, &conn).await)
+                let response = handler.handle(request.map(strait_core::boxed), &conn);
+                Ok::<_, Infallible>(activity.track(response).await)
             }
         })
     };
     let connection =
         crate::server::h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let result = crate::server::drive(connection, &mut drain, &conn.listener.lifecycle, |c| {
+    let lifecycle = &conn.listener.lifecycle;
+    let result = crate::server::drive(connection, &mut drain, lifecycle, &activity, |c| {
         c.graceful_shutdown()
     })
     .await;

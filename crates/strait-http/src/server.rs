@@ -1,4 +1,5 @@
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use strait_config::{AlpnProtocol, Http2Settings, Lifecycle};
 use strait_core::{Body, DrainWatch};
-use strait_telemetry::{HandshakeResult, Metrics, Protocol};
+use strait_telemetry::{HandshakeResult, Metrics, ObservedBody, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::{h2c_upgrade, ConnInfo, Handler, TlsInfo};
@@ -178,12 +180,17 @@ async fn serve_connection<H, I>(
         Protocols::Http1 => builder.http1_only(),
         Protocols::Http2 => builder.http2_only(),
     };
-    let service = service(handler, conn.clone(), drain.clone());
+    let activity = Arc::new(Activity::default());
+    let service = service(handler, conn.clone(), activity.clone(), drain.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
-    let result = drive(connection, &mut drain, &conn.listener.lifecycle, |c| {
-        c.graceful_shutdown()
-    })
+    let result = drive(
+        connection,
+        &mut drain,
+        &conn.listener.lifecycle,
+        &activity,
+        |c| c.graceful_shutdown(),
+    )
     .await;
     if let Err(e) = result {
         debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
@@ -198,6 +205,7 @@ pub(crate) async fn drive<C, E>(
     mut connection: Pin<&mut C>,
     drain: &mut DrainWatch,
     lifecycle: &Lifecycle,
+    activity: &Activity,
     shutdown: impl FnOnce(Pin<&mut C>),
 ) -> Result<(), E>
 where
@@ -209,10 +217,17 @@ where
             None => std::future::pending().await,
         }
     };
+    let idle = async {
+        match lifecycle.idle_timeout {
+            Some(timeout) => activity.idle_for(timeout).await,
+            None => std::future::pending().await,
+        }
+    };
     let aged = tokio::select! {
         result = connection.as_mut() => return result,
         _ = drain.signaled() => false,
         _ = age => true,
+        _ = idle => false,
     };
     shutdown(connection.as_mut());
     match lifecycle.max_connection_age_grace {
@@ -275,6 +290,7 @@ http2_config!(hyper::server::conn::http2::Builder<TokioExecutor>);
 pub(crate) fn service<H: Handler>(
     handler: H,
     conn: Arc<ConnInfo>,
+    activity: Arc<Activity>,
     drain: DrainWatch,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
@@ -291,14 +307,70 @@ pub(crate) fn service<H: Handler>(
         } else {
             None
         };
+        let activity = activity.clone();
         async move {
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);
             }
-            let request = request.map(strait_core::boxed);
-            Ok(handler.handle(request, &conn).await)
+            Ok(activity
+                .track(handler.handle(request.map(strait_core::boxed), &conn))
+                .await)
         }
     })
+}
+
+/// Requests open on one client connection, for the idle timeout: a connection is idle when
+/// none is open, from the end of the last response stream.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    open: AtomicUsize,
+    /// Bumped by every request, so an idle period that saw a request come and go is not
+    /// mistaken for an unbroken one.
+    started: AtomicUsize,
+    quiet: Notify,
+}
+
+/// One open request; the connection counts as busy until it is dropped.
+struct Busy(Arc<Activity>);
+
+impl Activity {
+    /// Counts the request open from now until its response stream ends.
+    pub(crate) async fn track(
+        self: &Arc<Self>,
+        response: impl Future<Output = Response<Body>>,
+    ) -> Response<Body> {
+        self.open.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
+        let busy = Busy(self.clone());
+        let response = response.await;
+        ObservedBody::observe_response(response, move |_| drop(busy))
+    }
+
+    /// Resolves once no request has been open for `timeout`.
+    pub(crate) async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let quiet = self.quiet.notified();
+            if self.open.load(Ordering::Acquire) > 0 {
+                quiet.await;
+                continue;
+            }
+            let seen = self.started.load(Ordering::Acquire);
+            tokio::time::sleep(timeout).await;
+            if self.open.load(Ordering::Acquire) == 0
+                && self.started.load(Ordering::Acquire) == seen
+            {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.quiet.notify_waiters();
+        }
+    }
 }
 
 pub(crate) fn h2_server(

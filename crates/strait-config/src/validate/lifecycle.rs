@@ -228,6 +228,17 @@ impl Validator {
                 },
             )
         });
+        let idle_timeout = self.optional(entries, "idle_timeout", |v, node| {
+            v.positive_duration(
+                node,
+                "idle_timeout",
+                context,
+                &Zero {
+                    effect: "close every connection the moment it has no request open",
+                    hint: "leave `idle_timeout` out to keep idle connections",
+                },
+            )
+        });
         // Zero is allowed: streams are reset as soon as the connection is told to go away.
         let max_connection_age_grace =
             self.optional(entries, "max_connection_age_grace", |v, node| {
@@ -251,6 +262,7 @@ impl Validator {
         Some(Lifecycle {
             max_connection_age: max_connection_age?,
             max_connection_age_grace: max_connection_age_grace?,
+            idle_timeout: idle_timeout?,
         })
     }
 
