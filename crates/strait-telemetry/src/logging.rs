@@ -2,13 +2,18 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the process-wide log subscriber. Calling it twice keeps the first.
+/// Installs the process-wide diagnostic log on stderr: human-readable and coloured on a
+/// terminal, one JSON object a line otherwise (for log collectors). `STRAIT_LOG` filters it
+/// (`RUST_LOG` syntax, default `info`). Calling it twice keeps the first.
 pub fn init_logging() {
     let filter = EnvFilter::try_from_env("STRAIT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init();
+        .with_target(false);
+    let _ = if std::io::stderr().is_terminal() {
+        builder.with_ansi(true).try_init()
+    } else {
+        builder.json().with_current_span(false).try_init()
+    };
 }

@@ -86,12 +86,14 @@ impl Drop for Process {
     }
 }
 
+/// The `address` field of a JSON log line (strait logs JSON when stderr is not a terminal).
 fn address_in(line: &str) -> SocketAddr {
-    let field = line
-        .split_whitespace()
-        .find_map(|f| f.strip_prefix("address="))
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    field.parse().unwrap()
+    let rest = line
+        .split_once("\"address\":\"")
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .1;
+    let (address, _) = rest.split_once('"').unwrap();
+    address.parse().unwrap()
 }
 
 #[test]
