@@ -121,3 +121,49 @@ async fn failing_connects_back_off() {
         "{attempts} connects for 20 calls"
     );
 }
+
+/// Service connection lifecycle: an HTTP/2 connection past `max_connection_age` takes no new
+/// requests (the next one opens a new connection), and idle connections close after
+/// `idle_timeout`, for both protocols.
+#[tokio::test]
+async fn service_connections_age_out_and_idle_out() {
+    let grpc = TestBackend::start().await;
+    let yaml = format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: b }}\n\
+         services:\n  b:\n    servers: ['{}']\n    max_connection_age: 200ms\n",
+        grpc.url()
+    );
+    let strait = start_strait(&yaml).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    client.unary(EchoRequest::default()).await.unwrap();
+    assert_eq!(grpc.connections(), 1);
+    let endpoint = strait.proxy().services()[0].endpoints()[0].clone();
+    assert_eventually!(
+        endpoint.open_connections() == 0,
+        std::time::Duration::from_secs(10),
+        "aged connection kept"
+    );
+    client.unary(EchoRequest::default()).await.unwrap();
+    assert_eq!(grpc.connections(), 2);
+
+    let http = HttpEcho::start().await;
+    let yaml = format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: b }}\n\
+         services:\n  b:\n    servers: ['{}']\n    idle_timeout: 200ms\n",
+        http.url("http")
+    );
+    let strait = start_strait(&yaml).await;
+    let addr = strait.entrypoint("web").unwrap();
+    let (status, _) = strait_test::http1(addr, "GET", "/one", &[]).await;
+    assert_eq!(status, 200);
+    let endpoint = strait.proxy().services()[0].endpoints()[0].clone();
+    assert_eq!(endpoint.open_connections(), 1, "pooled after the response");
+    assert_eventually!(
+        endpoint.open_connections() == 0,
+        std::time::Duration::from_secs(10),
+        "idle connection kept"
+    );
+    let (status, _) = strait_test::http1(addr, "GET", "/two", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(http.connections(), 2);
+}

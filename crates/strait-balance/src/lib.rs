@@ -34,7 +34,15 @@ impl Service {
         let endpoints: Vec<_> = config
             .servers
             .iter()
-            .map(|server| Arc::new(Endpoint::new(&server.url, tls, &config.http2, metrics)))
+            .map(|server| {
+                Arc::new(Endpoint::new(
+                    &server.url,
+                    tls,
+                    &config.http2,
+                    &config.lifecycle,
+                    metrics,
+                ))
+            })
             .collect();
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
         Service {
@@ -164,6 +172,7 @@ mod tests {
             ],
             tls: None,
             http2: Default::default(),
+            lifecycle: Default::default(),
         };
         let service = Service::new("orders", &config, None, &strait_telemetry::Metrics::new());
         let picked: Vec<_> = (0..6)

@@ -77,6 +77,7 @@ pub(crate) fn config(config: &Config) -> String {
             emit_upstream_tls(&mut out, tls);
         }
         emit_http2(&mut out, &service.http2);
+        emit_lifecycle(&mut out, &service.lifecycle);
     }
 
     // No middleware kinds exist yet; the section is shown so the output has every part.

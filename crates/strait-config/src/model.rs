@@ -232,6 +232,10 @@ pub struct Service {
     /// HTTP/2 settings and keepalive for connections to the servers (h2c://, and https://
     /// that negotiated h2).
     pub http2: Http2Settings,
+    /// Retiring connections to the servers: after `max_connection_age` a connection takes no
+    /// new requests and closes once its streams finish (or its grace ends), so new backend
+    /// instances behind a name get traffic; after `idle_timeout` with nothing open it closes.
+    pub lifecycle: Lifecycle,
 }
 
 /// How strait connects to `https://` servers.

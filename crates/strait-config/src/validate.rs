@@ -58,7 +58,14 @@ const MATCH_KEYS: &[&str] = &[
     "client_cert_san",
 ];
 const VALUE_MATCH_KEYS: &[&str] = &["exact", "regex", "present"];
-const SERVICE_KEYS: &[&str] = &["servers", "tls", "http2"];
+const SERVICE_KEYS: &[&str] = &[
+    "servers",
+    "tls",
+    "http2",
+    "max_connection_age",
+    "max_connection_age_grace",
+    "idle_timeout",
+];
 const SERVER_KEYS: &[&str] = &["url", "weight"];
 
 const ADDRESS_HINT: &str = "use host:port, e.g. 127.0.0.1:8080";
@@ -373,10 +380,12 @@ impl Validator {
                 self.service_http2(&key.name, http2_key, value, &servers, servers_ok)
             }
         };
+        let lifecycle = self.lifecycle(entries, &context);
         let service = Service {
             servers,
             tls,
             http2: http2?,
+            lifecycle: lifecycle?,
         };
         (name_ok && ok).then_some(service)
     }

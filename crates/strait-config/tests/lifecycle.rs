@@ -681,3 +681,26 @@ fn idle_timeout_must_be_positive() {
     let err = one(&with_entrypoint("    idle_timeout: 0s\n"));
     assert!(err.message.contains("idle_timeout"), "{err}");
 }
+
+#[test]
+fn services_take_connection_age_and_idle_timeout() {
+    let yaml = "services:\n  s:\n    servers: [h2c://127.0.0.1:1]\n    max_connection_age: 5m\n    max_connection_age_grace: 10s\n    idle_timeout: 90s\n";
+    let config = strait_config::parse_str(yaml, strait_config::Format::Yaml, "t.yaml").unwrap();
+    assert_eq!(
+        config.services["s"].lifecycle,
+        Lifecycle {
+            max_connection_age: Some(Duration::from_secs(300)),
+            max_connection_age_grace: Some(Duration::from_secs(10)),
+            idle_timeout: Some(Duration::from_secs(90)),
+        }
+    );
+    let again =
+        strait_config::parse_str(&config.to_yaml(), strait_config::Format::Yaml, "t.yaml").unwrap();
+    assert_eq!(
+        again.services["s"].lifecycle,
+        config.services["s"].lifecycle
+    );
+    let bad = "services:\n  s:\n    servers: [h2c://127.0.0.1:1]\n    idle_timeout: 0s\n";
+    let errors = strait_config::parse_str(bad, strait_config::Format::Yaml, "t.yaml").unwrap_err();
+    assert_eq!((errors[0].line, errors[0].col), (4, 19), "{errors:?}");
+}

@@ -1,6 +1,7 @@
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::HOST;
@@ -10,8 +11,10 @@ use http_body::Frame;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use strait_config::Lifecycle;
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_telemetry::Protocol;
+use tokio::time::Instant;
 use tracing::debug;
 
 use crate::connect::{Learned, Target};
@@ -22,6 +25,7 @@ const MAX_IDLE: usize = 64;
 /// A connection checked out of the pool for one request.
 pub(crate) struct Checkout {
     sender: SendRequest<Body>,
+    born: Instant,
     reused: bool,
 }
 
@@ -34,7 +38,16 @@ pub(crate) struct H1Pool {
 #[derive(Debug)]
 struct Shared {
     target: Target,
-    idle: Mutex<Vec<SendRequest<Body>>>,
+    lifecycle: Lifecycle,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A pooled connection and its times, for `idle_timeout` and `max_connection_age`.
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    born: Instant,
+    since: Instant,
 }
 
 pin_project_lite::pin_project! {
@@ -43,6 +56,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         sender: Option<SendRequest<Body>>,
+        born: Instant,
         pool: Weak<Shared>,
     }
 }
@@ -50,13 +64,19 @@ pin_project_lite::pin_project! {
 // === impl H1Pool ===
 
 impl H1Pool {
-    pub(crate) fn new(target: Target) -> H1Pool {
-        H1Pool {
-            shared: Arc::new(Shared {
-                target,
-                idle: Mutex::new(Vec::new()),
-            }),
+    pub(crate) fn new(target: Target, lifecycle: Lifecycle) -> H1Pool {
+        let shared = Arc::new(Shared {
+            target,
+            lifecycle,
+            idle: Mutex::new(Vec::new()),
+        });
+        if let (Some(timeout), Ok(runtime)) = (
+            shared.lifecycle.idle_timeout,
+            tokio::runtime::Handle::try_current(),
+        ) {
+            runtime.spawn(reap(Arc::downgrade(&shared), timeout));
         }
+        H1Pool { shared }
     }
 
     pub(crate) fn open_connections(&self) -> usize {
@@ -65,19 +85,21 @@ impl H1Pool {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        idle.retain(|s| !s.is_closed());
+        idle.retain(|i| !i.sender.is_closed());
         idle.len()
     }
 
     /// A connection ready for one request: an idle one, or a new one.
     pub(crate) async fn checkout(&self) -> Result<Checkout, ProxyError> {
         match self.take_idle() {
-            Some(sender) => Ok(Checkout {
-                sender,
+            Some(idle) => Ok(Checkout {
+                sender: idle.sender,
+                born: idle.born,
                 reused: true,
             }),
             None => Ok(Checkout {
                 sender: self.connect().await?,
+                born: Instant::now(),
                 reused: false,
             }),
         }
@@ -93,7 +115,11 @@ impl H1Pool {
         let mut request = to_origin_form(request, &self.shared.target);
         let mut next = Some(checkout);
         loop {
-            let Checkout { mut sender, reused } = match next.take() {
+            let Checkout {
+                mut sender,
+                born,
+                reused,
+            } = match next.take() {
                 Some(checkout) => checkout,
                 None => self.checkout().await?,
             };
@@ -109,6 +135,7 @@ impl H1Pool {
                     let body = PooledBody {
                         inner,
                         sender: Some(sender),
+                        born,
                         pool: Arc::downgrade(&self.shared),
                     };
                     return Ok(Response::from_parts(parts, strait_core::boxed(body)));
@@ -128,15 +155,15 @@ impl H1Pool {
         }
     }
 
-    fn take_idle(&self) -> Option<SendRequest<Body>> {
+    fn take_idle(&self) -> Option<Idle> {
         let mut idle = self
             .shared
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+        while let Some(connection) = idle.pop() {
+            if self.shared.usable(&connection) {
+                return Some(connection);
             }
         }
         None
@@ -217,11 +244,46 @@ fn to_origin_form(request: Request<Body>, target: &Target) -> Request<Body> {
 // === impl Shared ===
 
 impl Shared {
-    fn give_back(&self, sender: SendRequest<Body>) {
+    fn give_back(&self, sender: SendRequest<Body>, born: Instant) {
+        let connection = Idle {
+            sender,
+            born,
+            since: Instant::now(),
+        };
+        // A connection past its age is closed (dropped) rather than reused.
+        if !self.usable(&connection) {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(connection);
         }
+    }
+
+    /// Open, not idle too long, not too old.
+    fn usable(&self, connection: &Idle) -> bool {
+        let lifecycle = &self.lifecycle;
+        !connection.sender.is_closed()
+            && lifecycle
+                .idle_timeout
+                .is_none_or(|t| connection.since.elapsed() < t)
+            && lifecycle
+                .max_connection_age
+                .is_none_or(|a| connection.born.elapsed() < a)
+    }
+}
+
+/// Closes pooled connections that have been idle for `timeout`, until the pool is gone.
+async fn reap(pool: Weak<Shared>, timeout: Duration) {
+    let period = (timeout / 2).max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(shared) = pool.upgrade() else {
+            return;
+        };
+        let mut idle = shared.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let kept: Vec<Idle> = idle.drain(..).filter(|c| shared.usable(c)).collect();
+        *idle = kept;
     }
 }
 
@@ -248,7 +310,7 @@ impl http_body::Body for PooledBody {
         };
         if ended {
             if let (Some(sender), Some(pool)) = (this.sender.take(), this.pool.upgrade()) {
-                pool.give_back(sender);
+                pool.give_back(sender, *this.born);
             }
         }
         Poll::Ready(frame)

@@ -10,10 +10,10 @@ use h2::client::SendRequest;
 use h2::{Reason, RecvStream, SendStream};
 use http::{Request, Response};
 use http_body::{Body as _, Frame};
-use strait_config::Http2Settings;
+use strait_config::{Http2Settings, Lifecycle};
 use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
 use strait_telemetry::Protocol;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
 
 use crate::connect::{Learned, Target};
@@ -44,6 +44,7 @@ pub(crate) struct H2Pool {
     /// yet), so a new connection is not overfilled before its own SETTINGS arrive.
     learned_max: Arc<AtomicUsize>,
     settings: Http2Settings,
+    lifecycle: Lifecycle,
     /// One connect at a time: a burst of requests waits for one new connection instead of
     /// opening one each.
     connecting: tokio::sync::Mutex<()>,
@@ -64,6 +65,10 @@ struct ConnState {
     closed: AtomicBool,
     /// A response arrived on this connection: the backend really speaks HTTP/2.
     served: AtomicBool,
+    /// Streams ever leased, so an idle period that saw a stream come and go is noticed.
+    leased: AtomicUsize,
+    /// Signalled when the last open stream ends.
+    quiet: Notify,
 }
 
 /// A stream slot on a connection, ready to send on.
@@ -102,10 +107,11 @@ impl Abandon {
 // === impl H2Pool ===
 
 impl H2Pool {
-    pub(crate) fn new(target: Target, settings: Http2Settings) -> H2Pool {
+    pub(crate) fn new(target: Target, settings: Http2Settings, lifecycle: Lifecycle) -> H2Pool {
         H2Pool {
             target,
             settings,
+            lifecycle,
             conns: Mutex::new(Vec::new()),
             learned_max: Arc::new(AtomicUsize::new(0)),
             connecting: tokio::sync::Mutex::new(()),
@@ -185,12 +191,12 @@ impl H2Pool {
             return Ok(lease);
         }
         let conn = self.connect().await?;
-        conn.state.active.fetch_add(1, Ordering::AcqRel);
+        let lease = Lease::new(conn.clone());
         self.conns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .push(conn.clone());
-        Ok(Lease { conn })
+            .push(conn);
+        Ok(lease)
     }
 
     fn try_acquire(&self) -> Option<Lease> {
@@ -203,8 +209,7 @@ impl H2Pool {
         let conn = conns.iter().find(|c| {
             c.state.active.load(Ordering::Acquire) < c.state.max.load(Ordering::Acquire).min(cap)
         })?;
-        conn.state.active.fetch_add(1, Ordering::AcqRel);
-        Some(Lease { conn: conn.clone() })
+        Some(Lease::new(conn.clone()))
     }
 
     async fn connect(&self) -> Result<Arc<H2Conn>, ProxyError> {
@@ -259,6 +264,8 @@ impl H2Pool {
             max: AtomicUsize::new(initial),
             closed: AtomicBool::new(false),
             served: AtomicBool::new(false),
+            leased: AtomicUsize::new(0),
+            quiet: Notify::new(),
         });
         let target = self.target.clone();
         let watched = state.clone();
@@ -271,6 +278,8 @@ impl H2Pool {
             }
             _ => futures_util::future::Either::Right(std::future::pending()),
         };
+        let lifecycle = self.lifecycle.clone();
+        let retiring = state.clone();
         tokio::spawn(async move {
             let _counted = counted;
             let driven = poll_fn(|cx| {
@@ -289,6 +298,10 @@ impl H2Pool {
                     // Dropping the connection fails its streams at once; new requests go to
                     // a new connection (or, with health checks, another endpoint).
                     warn!(endpoint = %label, "no keepalive PING answer within {missed:?}; closing the connection");
+                    Ok(())
+                }
+                _ = retiring.retire(&lifecycle) => {
+                    debug!(endpoint = %label, "upstream connection retired (age or idle)");
                     Ok(())
                 }
             };
@@ -353,9 +366,77 @@ async fn keepalive(mut ping_pong: h2::PingPong, interval: Duration, timeout: Dur
 
 // === impl Lease ===
 
+impl Lease {
+    fn new(conn: Arc<H2Conn>) -> Lease {
+        conn.state.active.fetch_add(1, Ordering::AcqRel);
+        conn.state.leased.fetch_add(1, Ordering::AcqRel);
+        Lease { conn }
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.conn.state.active.fetch_sub(1, Ordering::AcqRel);
+        if self.conn.state.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.conn.state.quiet.notify_waiters();
+        }
+    }
+}
+
+// === impl ConnState ===
+
+impl ConnState {
+    /// Resolves once no stream is open.
+    async fn until_quiet(&self) {
+        loop {
+            let quiet = self.quiet.notified();
+            if self.active.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            quiet.await;
+        }
+    }
+
+    /// Resolves once no stream has been open for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            self.until_quiet().await;
+            let seen = self.leased.load(Ordering::Acquire);
+            tokio::time::sleep(timeout).await;
+            if self.active.load(Ordering::Acquire) == 0
+                && self.leased.load(Ordering::Acquire) == seen
+            {
+                return;
+            }
+        }
+    }
+
+    /// Resolves when the connection should be dropped under `lifecycle`: past its age (after
+    /// its streams finish, or its grace ends) or idle too long. It is marked closed first, so
+    /// no new stream lands on it; a stream leased just before still gets to finish.
+    async fn retire(&self, lifecycle: &Lifecycle) {
+        let aged = async {
+            let Some(age) = lifecycle.max_connection_age else {
+                return std::future::pending().await;
+            };
+            tokio::time::sleep(age).await;
+        };
+        let idle = async {
+            let Some(timeout) = lifecycle.idle_timeout else {
+                return std::future::pending().await;
+            };
+            self.idle_for(timeout).await;
+        };
+        let grace = tokio::select! {
+            _ = aged => lifecycle.max_connection_age_grace,
+            _ = idle => None,
+        };
+        self.closed.store(true, Ordering::Release);
+        match grace {
+            Some(grace) => {
+                let _ = tokio::time::timeout(grace, self.until_quiet()).await;
+            }
+            None => self.until_quiet().await,
+        }
     }
 }
 

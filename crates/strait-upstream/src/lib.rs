@@ -12,7 +12,7 @@ mod h2;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use strait_config::{AlpnProtocol, Http2Settings, UpstreamScheme, UpstreamUrl};
+use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, UpstreamScheme, UpstreamUrl};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_telemetry::{Metrics, ObservedBody};
 use strait_tls::UpstreamConnector;
@@ -50,6 +50,7 @@ impl Endpoint {
         url: &UpstreamUrl,
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
+        lifecycle: &Lifecycle,
         metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
@@ -74,11 +75,15 @@ impl Endpoint {
             metrics.clone(),
         );
         let pool = match url.scheme {
-            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(target.clone(), http2.clone())),
-            UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone())),
+            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(
+                target.clone(),
+                http2.clone(),
+                lifecycle.clone(),
+            )),
+            UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone(), lifecycle.clone())),
             UpstreamScheme::Https => Pool::Tls(
-                h2::H2Pool::new(target.clone(), http2.clone()),
-                h1::H1Pool::new(target.clone()),
+                h2::H2Pool::new(target.clone(), http2.clone(), lifecycle.clone()),
+                h1::H1Pool::new(target.clone(), lifecycle.clone()),
             ),
         };
         Endpoint {

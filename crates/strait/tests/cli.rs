@@ -382,3 +382,38 @@ async fn sighup_reloads_and_refuses_a_broken_file() {
         .unwrap();
     assert!(status.success());
 }
+
+/// A backend frozen with SIGSTOP never closes its sockets; only keepalive notices. The call
+/// in flight through it fails instead of hanging.
+#[tokio::test]
+async fn keepalive_detects_a_backend_frozen_with_sigstop() {
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The frozen hop is a real process: a second strait in front of the tonic backend.
+    let file = write(dir.path(), "hop.yaml", &proxy_config(&backend.url()));
+    let hop = Process::start(&["run", "--workers", "1", "--config", file.to_str().unwrap()]);
+    let hop_addr = address_in(&hop.wait_for("listening"));
+    hop.wait_for("strait is serving");
+
+    let front = strait_test::start_strait(&format!(
+        "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: hop }}\n\
+         services:\n  hop:\n    servers: ['h2c://{hop_addr}']\n    \
+         http2: {{ keepalive_interval: 200ms, keepalive_timeout: 500ms }}\n"
+    ))
+    .await;
+    let mut client = strait_test::echo_client(front.entrypoint("web").unwrap()).await;
+    let mut request = tonic::Request::new(EchoRequest::default());
+    request
+        .metadata_mut()
+        .insert("x-test", "hang".parse().unwrap());
+    let call = tokio::spawn(async move { client.unary(request).await });
+    strait_test::assert_eventually!(backend.calls() == 1);
+
+    hop.signal("STOP");
+    let result = tokio::time::timeout(Duration::from_secs(15), call)
+        .await
+        .expect("keepalive noticed the frozen backend")
+        .unwrap();
+    assert_eq!(result.unwrap_err().code(), tonic::Code::Unavailable);
+    hop.signal("CONT");
+}
