@@ -167,3 +167,53 @@ async fn service_connections_age_out_and_idle_out() {
     assert_eq!(status, 200);
     assert_eq!(http.connections(), 2);
 }
+
+/// A backend that sends GOAWAY while a stream is open: that stream finishes on the old
+/// connection, the next request goes to a new one, and no call fails.
+#[tokio::test]
+async fn upstream_goaway_lets_streams_finish_and_moves_new_ones() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let first = count.fetch_add(1, Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                let mut connection = h2::server::handshake(socket).await.unwrap();
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    if first {
+                        // Going away: no new streams here, but this one is answered.
+                        connection.graceful_shutdown();
+                    }
+                    let head = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .body(())
+                        .unwrap();
+                    let mut stream = respond.send_response(head, false).unwrap();
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", "0".parse().unwrap());
+                    stream
+                        .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+                        .unwrap();
+                    stream.send_trailers(trailers).unwrap();
+                }
+            });
+        }
+    });
+    let strait = start_strait(&single_service_config(&[format!("h2c://{addr}")])).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    for _ in 0..3 {
+        client.unary(EchoRequest::default()).await.unwrap();
+    }
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "after the GOAWAY, one new connection"
+    );
+}

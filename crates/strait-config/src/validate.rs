@@ -233,10 +233,13 @@ impl Validator {
             None => Some(None),
             Some((_, value)) => self.file(value, "token_file", context).map(Some),
         };
-        let (_, value) = self.required(key, entries, "address", context)?;
-        let address = self.address(value, "`address` in `admin`")?;
+        // Loopback by default: the admin API can reload and reveals the config.
+        let (address, loc) = match get(entries, "address") {
+            Some((_, value)) => (self.address(value, "`address` in `admin`")?, value.loc),
+            None => (SocketAddr::from(([127, 0, 0, 1], 9901)), key.loc),
+        };
         listeners.push(Listener {
-            loc: value.loc,
+            loc,
             address,
             owner: "the admin listener".to_owned(),
         });
