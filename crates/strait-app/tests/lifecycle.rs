@@ -18,6 +18,17 @@ fn config(backend: &str, entrypoint_extra: &str, service_extra: &str) -> String 
     )
 }
 
+/// The `/metrics` text and the client connections accepted so far, over all labels.
+async fn connections_opened(strait: &strait_test::Running) -> (String, f64) {
+    let (_, metrics) = http1(strait.admin().unwrap(), "GET", "/metrics", &[]).await;
+    let opened = metrics
+        .lines()
+        .filter(|l| l.starts_with("strait_connections_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    (metrics, opened)
+}
+
 #[tokio::test]
 async fn a_panic_costs_one_request_only() {
     let backend = TestBackend::start().await;
@@ -72,12 +83,7 @@ async fn max_connection_age_goaways_idle_connections() {
         client.unary(EchoRequest::default()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let (_, metrics) = http1(strait.admin().unwrap(), "GET", "/metrics", &[]).await;
-    let opened: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("strait_connections_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let (metrics, opened) = connections_opened(&strait).await;
     assert!(
         opened >= 3.0,
         "the client kept one connection for 1 s: {metrics}"
@@ -155,12 +161,7 @@ async fn idle_timeout_spares_connections_with_open_streams() {
     );
     // The connection was never told to go away: a new call still uses it.
     client.unary(EchoRequest::default()).await.unwrap();
-    let (_, metrics) = http1(strait.admin().unwrap(), "GET", "/metrics", &[]).await;
-    let opened: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("strait_connections_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let (metrics, opened) = connections_opened(&strait).await;
     assert_eq!(opened, 2.0, "the busy connection was replaced: {metrics}");
     drop(tx);
     assert!(replies.message().await.unwrap().is_none());
