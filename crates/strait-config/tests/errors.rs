@@ -2,37 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::*;
+
 use strait_config::{parse_str, ConfigError, Format};
-
-fn errors(text: &str, format: Format) -> Vec<ConfigError> {
-    let file = match format {
-        Format::Yaml => "strait.yaml",
-        Format::Toml => "strait.toml",
-    };
-    match parse_str(text, format, file) {
-        Ok(config) => panic!("accepted:\n{text}\nas:\n{}", config.to_yaml()),
-        Err(errors) => errors,
-    }
-}
-
-/// The only error in a YAML text.
-fn one(text: &str) -> ConfigError {
-    let mut errors = errors(text, Format::Yaml);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    errors.remove(0)
-}
-
-#[track_caller]
-fn assert_at(err: &ConfigError, line: usize, col: usize, message: &str) {
-    assert_eq!((err.line, err.col), (line, col), "wrong place for {}", err);
-    assert!(err.message.contains(message), "{err} lacks {message:?}");
-}
-
-#[track_caller]
-fn assert_hint(err: &ConfigError, hint: &str) {
-    let actual = err.hint.as_deref().unwrap_or_default();
-    assert!(actual.contains(hint), "{err}: hint lacks {hint:?}");
-}
 
 /// A valid file to break one piece of: `{}` is replaced by extra lines in `routers.r`.
 fn with_router(lines: &str) -> String {

@@ -3,38 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::*;
+
 use std::time::Duration;
 
-use strait_config::{parse_str, Config, ConfigError, Format, Http2Settings, Lifecycle};
+use strait_config::{parse_str, Config, Format, Http2Settings, Lifecycle};
 
 fn parse(text: &str, format: Format) -> Config {
     parse_str(text, format, "strait").unwrap_or_else(|errors| panic!("{text}\n{errors:#?}"))
-}
-
-fn errors(text: &str, format: Format) -> Vec<ConfigError> {
-    match parse_str(text, format, "strait") {
-        Ok(config) => panic!("accepted:\n{text}\nas:\n{}", config.to_yaml()),
-        Err(errors) => errors,
-    }
-}
-
-/// The only error in a YAML text.
-fn one(text: &str) -> ConfigError {
-    let mut errors = errors(text, Format::Yaml);
-    assert_eq!(errors.len(), 1, "{errors:#?}");
-    errors.remove(0)
-}
-
-#[track_caller]
-fn assert_at(err: &ConfigError, line: usize, col: usize, message: &str) {
-    assert_eq!((err.line, err.col), (line, col), "wrong place for {}", err);
-    assert!(err.message.contains(message), "{err} lacks {message:?}");
-}
-
-#[track_caller]
-fn assert_hint(err: &ConfigError, hint: &str) {
-    let actual = err.hint.as_deref().unwrap_or_default();
-    assert!(actual.contains(hint), "{err}: hint lacks {hint:?}");
 }
 
 /// A valid entrypoint `web`; `lines` go into its mapping from line 4, indented by 4.

@@ -4,6 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::*;
+
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,18 +75,6 @@ impl Fixture {
         assert_eq!(errors.len(), 1, "{errors:#?}");
         errors.remove(0)
     }
-}
-
-#[track_caller]
-fn assert_at(err: &ConfigError, line: usize, col: usize, message: &str) {
-    assert_eq!((err.line, err.col), (line, col), "wrong place for {}", err);
-    assert!(err.message.contains(message), "{err} lacks {message:?}");
-}
-
-#[track_caller]
-fn assert_hint(err: &ConfigError, hint: &str) {
-    let actual = err.hint.as_deref().unwrap_or_default();
-    assert!(actual.contains(hint), "{err}: hint lacks {hint:?}");
 }
 
 /// A valid TLS entrypoint; `lines` go into its `tls` mapping from line 7, indented by 6.
