@@ -152,3 +152,39 @@ async fn upstream_reset_mid_stream_reaches_the_client() {
     };
     assert_eq!(err.reason(), Some(Reason::INTERNAL_ERROR), "{err}");
 }
+
+/// An HTTP/1.1 client that hangs up while waiting for its response: the upstream stream is
+/// reset too, mid-body or after the request ended.
+#[tokio::test]
+async fn http1_client_hanging_up_resets_the_upstream_stream() {
+    use tokio::io::AsyncWriteExt;
+
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&single_service_config(&[backend.url()])).await;
+    let addr = strait.entrypoint("web").unwrap();
+
+    // Mid-body: chunked request, one chunk sent, then the socket closes.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eventually!(backend.request_count() == 1);
+    drop(tcp);
+    assert_eventually!(backend.resets().len() == 1);
+
+    // After the request: a complete GET, then the socket closes.
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /wait HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eventually!(backend.request_count() == 2);
+    drop(tcp);
+    assert_eventually!(backend.resets().len() == 2);
+    assert!(
+        backend.resets().iter().all(|r| *r == Reason::CANCEL),
+        "{:?}",
+        backend.resets()
+    );
+}
