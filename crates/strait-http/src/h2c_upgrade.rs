@@ -133,7 +133,10 @@ async fn serve_upgraded<H: Handler>(
             let activity = activity.clone();
             async move {
                 let response = handler.handle(request.map(strait_core::boxed), &conn);
-                Ok::<_, Infallible>(activity.track(response).await)
+                if conn.listener.lifecycle.idle_timeout.is_none() {
+                    return Ok::<_, Infallible>(response.await);
+                }
+                Ok(activity.track(response).await)
             }
         })
     };

@@ -312,9 +312,12 @@ pub(crate) fn service<H: Handler>(
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);
             }
-            Ok(activity
-                .track(handler.handle(request.map(strait_core::boxed), &conn))
-                .await)
+            let response = handler.handle(request.map(strait_core::boxed), &conn);
+            // Tracking costs a body wrapper per request; only the idle timeout needs it.
+            if conn.listener.lifecycle.idle_timeout.is_none() {
+                return Ok(response.await);
+            }
+            Ok(activity.track(response).await)
         }
     })
 }
