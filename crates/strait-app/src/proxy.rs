@@ -158,7 +158,14 @@ async fn observed(
     let request = request.map(|body| CountingBody::wrap(body, request_bytes.clone()));
 
     let grpc = strait_grpc::is_grpc(request.headers());
-    let serving = AssertUnwindSafe(proxy(&snapshot, request, &conn, &metrics, &mut record));
+    let serving = AssertUnwindSafe(proxy(
+        &snapshot,
+        request,
+        grpc,
+        &conn,
+        &metrics,
+        &mut record,
+    ));
     let response = match serving.catch_unwind().await {
         Ok(response) => response,
         // A bug must cost one request, not the process or the connection's other streams.
@@ -193,6 +200,7 @@ async fn observed(
 async fn proxy(
     snapshot: &Snapshot,
     mut request: Request<Body>,
+    grpc: bool,
     conn: &ConnInfo,
     metrics: &Metrics,
     record: &mut RequestRecord,
@@ -202,7 +210,6 @@ async fn proxy(
         record.error = Some("gRPC over HTTP/1.1".to_owned());
         return strait_http::grpc_needs_http2(conn.tls.is_some());
     }
-    let grpc = strait_grpc::is_grpc(request.headers());
     let client = conn.tls.as_ref().and_then(|tls| tls.client.as_deref());
     let entrypoint = snapshot.entrypoints.get(&conn.entrypoint);
     let route = entrypoint.and_then(|e| snapshot.routes.route(e.index, &request, client));

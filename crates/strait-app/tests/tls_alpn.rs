@@ -27,6 +27,20 @@ fn tls_config(cert: &Issued, extra: &str, backend: &str) -> String {
     )
 }
 
+/// A TLS entrypoint (certificate for `localhost` from `ca`) in front of the `https://` server
+/// `backend`, whose service trusts `ca` and has `extra` TLS settings (e.g. `, alpn: [h2]`).
+fn https_service_config(ca: &TestCa, backend: SocketAddr, extra: &str) -> String {
+    format!(
+        "{}    tls: {{ ca_file: '{}'{extra} }}\n",
+        tls_config(
+            &ca.server(&["localhost"]),
+            "",
+            &format!("https://{backend}")
+        ),
+        ca.ca_file().display()
+    )
+}
+
 async fn start(cert: &Issued, extra: &str, backend: &str) -> (Running, SocketAddr) {
     let strait = start_strait(&tls_config(cert, extra, backend)).await;
     let addr = strait.entrypoint("websecure").unwrap();
@@ -126,15 +140,7 @@ async fn grpc_over_tls_to_an_h2c_backend() {
 async fn grpc_over_tls_to_a_tls_backend() {
     let ca = TestCa::new();
     let backend = TestBackend::start_tls(&ca.server(&["localhost", "127.0.0.1"])).await;
-    let yaml = format!(
-        "{}    tls: {{ ca_file: '{}' }}\n",
-        tls_config(
-            &ca.server(&["localhost"]),
-            "",
-            &format!("https://127.0.0.1:{}", backend.addr.port())
-        ),
-        ca.ca_file().display()
-    );
+    let yaml = https_service_config(&ca, backend.addr, "");
     let strait = start_strait(&yaml).await;
     let channel = grpc_channel(&ca, strait.entrypoint("websecure").unwrap(), None)
         .await
@@ -153,15 +159,7 @@ async fn untrusted_backend_certificate_is_unavailable() {
     let ca = TestCa::new();
     let other = TestCa::named("some other CA");
     let backend = TestBackend::start_tls(&other.server(&["127.0.0.1"])).await;
-    let yaml = format!(
-        "{}    tls: {{ ca_file: '{}' }}\n",
-        tls_config(
-            &ca.server(&["localhost"]),
-            "",
-            &format!("https://127.0.0.1:{}", backend.addr.port())
-        ),
-        ca.ca_file().display()
-    );
+    let yaml = https_service_config(&ca, backend.addr, "");
     let strait = start_strait(&yaml).await;
     let channel = grpc_channel(&ca, strait.entrypoint("websecure").unwrap(), None)
         .await
@@ -495,12 +493,7 @@ async fn certificate_hot_swap_under_an_open_connection() {
 async fn upstream_alpn_falls_back_to_http11() {
     let ca = TestCa::new();
     let backend = HttpEcho::start_tls(&ca.server(&["127.0.0.1"]), &["http/1.1"]).await;
-    let url = format!("https://127.0.0.1:{}", backend.addr.port());
-    let yaml = format!(
-        "{}    tls: {{ ca_file: '{}' }}\n",
-        tls_config(&ca.server(&["localhost"]), "", &url),
-        ca.ca_file().display()
-    );
+    let yaml = https_service_config(&ca, backend.addr, "");
     let strait = start_strait(&yaml).await;
     let addr = strait.entrypoint("websecure").unwrap();
 
@@ -528,12 +521,7 @@ async fn upstream_alpn_falls_back_to_http11() {
 async fn upstream_locked_to_h2_fails_against_an_http11_backend() {
     let ca = TestCa::new();
     let backend = HttpEcho::start_tls(&ca.server(&["127.0.0.1"]), &["http/1.1"]).await;
-    let url = format!("https://127.0.0.1:{}", backend.addr.port());
-    let yaml = format!(
-        "{}    tls: {{ ca_file: '{}', alpn: [h2] }}\n",
-        tls_config(&ca.server(&["localhost"]), "", &url),
-        ca.ca_file().display()
-    );
+    let yaml = https_service_config(&ca, backend.addr, ", alpn: [h2]");
     let strait = start_strait(&yaml).await;
     let channel = grpc_channel(&ca, strait.entrypoint("websecure").unwrap(), None)
         .await

@@ -123,7 +123,7 @@ async fn serve_upgraded<H: Handler>(
     conn: Arc<ConnInfo>,
     mut drain: DrainWatch,
 ) {
-    let activity = Arc::new(Activity::default());
+    let activity = Activity::new(&conn.listener.lifecycle);
     let service = {
         let conn = conn.clone();
         let activity = activity.clone();
@@ -133,10 +133,7 @@ async fn serve_upgraded<H: Handler>(
             let activity = activity.clone();
             async move {
                 let response = handler.handle(request.map(strait_core::boxed), &conn);
-                if conn.listener.lifecycle.idle_timeout.is_none() {
-                    return Ok::<_, Infallible>(response.await);
-                }
-                Ok(activity.track(response).await)
+                Ok::<_, Infallible>(activity.track(response).await)
             }
         })
     };

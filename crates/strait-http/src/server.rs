@@ -180,7 +180,7 @@ async fn serve_connection<H, I>(
         Protocols::Http1 => builder.http1_only(),
         Protocols::Http2 => builder.http2_only(),
     };
-    let activity = Arc::new(Activity::default());
+    let activity = Activity::new(&conn.listener.lifecycle);
     let service = service(handler, conn.clone(), activity.clone(), drain.clone());
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
@@ -312,12 +312,9 @@ pub(crate) fn service<H: Handler>(
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);
             }
-            let response = handler.handle(request.map(strait_core::boxed), &conn);
-            // Tracking costs a body wrapper per request; only the idle timeout needs it.
-            if conn.listener.lifecycle.idle_timeout.is_none() {
-                return Ok(response.await);
-            }
-            Ok(activity.track(response).await)
+            Ok(activity
+                .track(handler.handle(request.map(strait_core::boxed), &conn))
+                .await)
         }
     })
 }
@@ -326,6 +323,8 @@ pub(crate) fn service<H: Handler>(
 /// none is open, from the end of the last response stream.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
+    /// Tracking costs a body wrapper per request; only an idle timeout needs it.
+    enabled: bool,
     open: AtomicUsize,
     /// Bumped by every request, so an idle period that saw a request come and go is not
     /// mistaken for an unbroken one.
@@ -337,11 +336,22 @@ pub(crate) struct Activity {
 struct Busy(Arc<Activity>);
 
 impl Activity {
+    /// Tracks requests only when `lifecycle` has an idle timeout.
+    pub(crate) fn new(lifecycle: &Lifecycle) -> Arc<Activity> {
+        Arc::new(Activity {
+            enabled: lifecycle.idle_timeout.is_some(),
+            ..Activity::default()
+        })
+    }
+
     /// Counts the request open from now until its response stream ends.
     pub(crate) async fn track(
         self: &Arc<Self>,
         response: impl Future<Output = Response<Body>>,
     ) -> Response<Body> {
+        if !self.enabled {
+            return response.await;
+        }
         self.open.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
         let busy = Busy(self.clone());

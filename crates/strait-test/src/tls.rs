@@ -134,9 +134,14 @@ impl TestCa {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
+        self.save("", &cert, &key)
+    }
+
+    /// Writes a certificate and its key into the CA's directory under fresh names.
+    fn save(&self, prefix: &str, cert: &rcgen::Certificate, key: &KeyPair) -> Issued {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let cert_file = self.dir.path().join(format!("cert-{n}.pem"));
-        let key_file = self.dir.path().join(format!("key-{n}.pem"));
+        let cert_file = self.dir.path().join(format!("{prefix}cert-{n}.pem"));
+        let key_file = self.dir.path().join(format!("{prefix}key-{n}.pem"));
         let cert_pem = cert.pem();
         let key_pem = key.serialize_pem();
         std::fs::write(&cert_file, &cert_pem).unwrap();
@@ -262,18 +267,6 @@ impl TestCa {
         params.not_after = now + time::Duration::days(30);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let cert = params.self_signed(&key).unwrap();
-        let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let cert_file = self.dir.path().join(format!("self-signed-{n}.pem"));
-        let key_file = self.dir.path().join(format!("self-signed-key-{n}.pem"));
-        let cert_pem = cert.pem();
-        let key_pem = key.serialize_pem();
-        std::fs::write(&cert_file, &cert_pem).unwrap();
-        std::fs::write(&key_file, &key_pem).unwrap();
-        Issued {
-            cert_pem,
-            key_pem,
-            cert_file,
-            key_file,
-        }
+        self.save("self-signed-", &cert, &key)
     }
 }

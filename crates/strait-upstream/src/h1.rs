@@ -13,7 +13,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use strait_config::Lifecycle;
 use strait_core::{Body, ErrorKind, ProxyError, Side};
-use strait_telemetry::Protocol;
+use strait_telemetry::{Protocol, UpstreamStreamGuard};
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -58,6 +58,8 @@ pin_project_lite::pin_project! {
         sender: Option<SendRequest<Body>>,
         born: Instant,
         pool: Weak<Shared>,
+        // Counts the request in flight to the endpoint until the body ends or is dropped.
+        in_flight: UpstreamStreamGuard,
     }
 }
 
@@ -113,6 +115,8 @@ impl H1Pool {
         request: Request<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let mut request = to_origin_form(request, &self.shared.target);
+        let target = &self.shared.target;
+        let in_flight = target.metrics.upstream_stream_started(&target.label);
         let mut next = Some(checkout);
         loop {
             let Checkout {
@@ -137,6 +141,7 @@ impl H1Pool {
                         sender: Some(sender),
                         born,
                         pool: Arc::downgrade(&self.shared),
+                        in_flight,
                     };
                     return Ok(Response::from_parts(parts, strait_core::boxed(body)));
                 }

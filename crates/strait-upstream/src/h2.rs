@@ -12,7 +12,7 @@ use http::{Request, Response};
 use http_body::{Body as _, Frame};
 use strait_config::{Http2Settings, Lifecycle};
 use strait_core::{h2_reason, Body, ErrorKind, ProxyError, Side};
-use strait_telemetry::Protocol;
+use strait_telemetry::{Protocol, UpstreamStreamGuard};
 use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
 
@@ -88,6 +88,8 @@ pin_project_lite::pin_project! {
         data_done: bool,
         lease: Lease,
         abandon: Abandon,
+        // Counts the request in flight to the endpoint until the body ends or is dropped.
+        in_flight: UpstreamStreamGuard,
     }
 }
 
@@ -131,6 +133,10 @@ impl H2Pool {
         request: Request<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let ReadyStream(lease, mut sender) = ready;
+        let in_flight = self
+            .target
+            .metrics
+            .upstream_stream_started(&self.target.label);
         let (parts, body) = request.into_parts();
         let end_of_stream = body.is_end_stream();
         let (response, stream) = sender
@@ -154,6 +160,7 @@ impl H2Pool {
             data_done: false,
             lease,
             abandon,
+            in_flight,
         };
         Ok(Response::from_parts(parts, strait_core::boxed(body)))
     }

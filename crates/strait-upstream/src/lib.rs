@@ -14,7 +14,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, UpstreamScheme, UpstreamUrl};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
-use strait_telemetry::{Metrics, ObservedBody};
+use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
 
 use crate::connect::{Learned, Target};
@@ -101,16 +101,9 @@ impl Endpoint {
     /// Sends one request. The request's URI must be absolute (`http://authority/path`): the
     /// authority is what the backend sees as `:authority` or `Host`. Hop-by-hop headers must
     /// already be gone.
+    /// Each pool counts the request in flight from when it is sent until its response body
+    /// ends, in the body it returns (no wrapper of its own).
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
-        let in_flight = self.target.metrics.upstream_stream_started(&self.label);
-        let response = self.dispatch(request).await?;
-        // Counted in flight until the response stream ends or is dropped.
-        Ok(ObservedBody::observe_response(response, move |_| {
-            drop(in_flight)
-        }))
-    }
-
-    async fn dispatch(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let grpc = strait_grpc::is_grpc(request.headers());
         match &self.pool {
             Pool::H2(h2) => h2.send_on(h2.ready_stream().await?, request).await,
