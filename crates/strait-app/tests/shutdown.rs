@@ -54,3 +54,58 @@ async fn open_stream_finishes_after_shutdown_starts() {
         "every connection ended within the grace period"
     );
 }
+
+/// An HTTP/1.1 request in flight when draining starts is answered, with `connection: close`,
+/// and the connection then ends.
+#[tokio::test]
+async fn http1_request_in_flight_gets_connection_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // A backend that answers only when told to.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let backend = listener.local_addr().unwrap();
+    let (received_tx, received) = tokio::sync::oneshot::channel::<()>();
+    let (answer, answer_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(socket).await.unwrap();
+        let (_request, mut respond) = connection.accept().await.unwrap().unwrap();
+        received_tx.send(()).unwrap();
+        let drive = async { while connection.accept().await.is_some() {} };
+        tokio::select! {
+            _ = drive => {}
+            _ = answer_rx => {
+                let head = http::Response::builder().body(()).unwrap();
+                let mut body = respond.send_response(head, false).unwrap();
+                body.send_data(bytes::Bytes::from_static(b"done"), true).unwrap();
+                while connection.accept().await.is_some() {}
+            }
+        }
+    });
+    let strait = start_strait(&single_service_config(&[format!("h2c://{backend}")])).await;
+    let mut tcp = tokio::net::TcpStream::connect(strait.entrypoint("web").unwrap())
+        .await
+        .unwrap();
+    tcp.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    received.await.unwrap();
+
+    let mut drain = strait.drain_watch();
+    let shutdown = tokio::spawn(strait.shutdown(Duration::from_secs(20)));
+    drain.signaled().await;
+    drop(drain);
+    answer.send(()).unwrap();
+
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("connection: close"),
+        "{response}"
+    );
+    assert!(response.ends_with("4\r\ndone\r\n0\r\n\r\n"), "{response}");
+    assert!(shutdown.await.unwrap());
+}

@@ -206,7 +206,7 @@ async fn curl_over_tls_with_http2_and_http11() {
 async fn listener_locked_to_h2_refuses_http11() {
     let ca = TestCa::new();
     let backend = HttpEcho::start().await;
-    let (_strait, addr) = start(
+    let (strait, addr) = start(
         &ca.server(&["localhost"]),
         "      alpn: [h2]\n",
         &backend.url("h2c"),
@@ -224,6 +224,21 @@ async fn listener_locked_to_h2_refuses_http11() {
     assert!(!ok, "{out}");
     let (ok, out) = curl(addr, &ca, &["--http2"], "/").await;
     assert!(ok && out.starts_with("HTTP/2 200"), "{out}");
+    // Each outcome is counted with what was negotiated.
+    let metrics = strait.metrics().encode();
+    let handshakes = |parts: &[&str]| {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("strait_tls_handshakes_total{"))
+            .filter(|l| parts.iter().all(|p| l.contains(p)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    assert!(handshakes(&["result=\"refused\""]) >= 2.0, "{metrics}");
+    assert!(
+        handshakes(&["result=\"ok\"", "alpn=\"h2\"", "version=\"TLSv1.3\""]) >= 1.0,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
