@@ -7,14 +7,20 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arc_swap::ArcSwap;
 use futures_util::FutureExt;
 use http::header::HeaderName;
+use http::StatusCode;
 use http::{Request, Response};
-use strait_balance::Service;
-use strait_config::{AccessLogTarget, Config, UpstreamScheme};
+use strait_balance::{
+    CallContext, Completion, Ending, Failure, Retries, RouteBreaker, Service, Ticket, Verdict,
+};
+use strait_config::{AbortStatus, AccessLogTarget, Config, Router, UpstreamScheme};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
+use strait_grpc::Code;
 use strait_http::{error_response, normalize, ConnInfo, Handler};
+use strait_route::FaultInjector;
 use strait_route::RouteTable;
 use strait_telemetry::{
-    AccessLog, CountingBody, Metrics, ObservedBody, Protocol, RequestRecord, X_REQUEST_ID,
+    AccessLog, CountingBody, End, Metrics, ObservedBody, Outcome, Protocol, RequestRecord,
+    X_REQUEST_ID,
 };
 use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
@@ -42,7 +48,28 @@ pub(crate) struct Snapshot {
     /// Per entrypoint name: its index in the route table and the header that carries the
     /// client certificate identity.
     entrypoints: HashMap<Arc<str>, EntrypointRuntime>,
+    /// Per router, in config order (a route's `index`).
+    routers: Vec<RouterPolicy>,
     access_log: AccessLog,
+}
+
+/// A router's resilience at run time: retries, breaker, fallback, faults, traffic class.
+#[derive(Debug)]
+struct RouterPolicy {
+    retries: Retries,
+    breaker: Option<Arc<RouteBreaker>>,
+    fallback: Option<Fallback>,
+    fault: Option<FaultInjector>,
+    class: Option<String>,
+}
+
+/// A router's fallback, resolved.
+#[derive(Debug)]
+enum Fallback {
+    Grpc(Code, String),
+    Http(StatusCode, String),
+    /// Index of the service in `services`.
+    Service(usize),
 }
 
 #[derive(Debug)]
@@ -73,6 +100,7 @@ impl Proxy {
                 }),
                 services: Vec::new(),
                 entrypoints: HashMap::new(),
+                routers: Vec::new(),
                 access_log: AccessLog::disabled(),
             })),
             metrics,
@@ -158,6 +186,7 @@ async fn observed(
     let request = request.map(|body| CountingBody::wrap(body, request_bytes.clone()));
 
     let grpc = strait_grpc::is_grpc(request.headers());
+    let mut pending = None;
     let serving = AssertUnwindSafe(proxy(
         &snapshot,
         request,
@@ -165,6 +194,7 @@ async fn observed(
         &conn,
         &metrics,
         &mut record,
+        &mut pending,
     ));
     let response = match serving.catch_unwind().await {
         Ok(response) => response,
@@ -188,6 +218,9 @@ async fn observed(
     };
     record.http_status = Some(response.status().as_u16());
     ObservedBody::observe_response(response, move |outcome| {
+        if let Some(pending) = pending {
+            pending.finish(&outcome, record.http_status);
+        }
         record.set_outcome(&outcome);
         record.request_bytes = request_bytes.load(Ordering::Relaxed);
         record.duration = started.elapsed();
@@ -197,6 +230,14 @@ async fn observed(
     })
 }
 
+/// What is left to do when the response stream ends: feed its outcome to outlier detection
+/// and the router's breaker.
+pub(crate) struct Pending {
+    completion: Completion,
+    breaker: Option<(Arc<RouteBreaker>, Ticket)>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn proxy(
     snapshot: &Snapshot,
     mut request: Request<Body>,
@@ -204,6 +245,7 @@ async fn proxy(
     conn: &ConnInfo,
     metrics: &Metrics,
     record: &mut RequestRecord,
+    pending: &mut Option<Pending>,
 ) -> Response<Body> {
     let started = Instant::now();
     if strait_http::is_grpc_over_http1(&request) {
@@ -231,7 +273,10 @@ async fn proxy(
     if request.headers().contains_key("x-strait-fault-panic") {
         panic!("fault hook: x-strait-fault-panic");
     }
-    let Some(service) = snapshot.services.get(route.service) else {
+    let (Some(service), Some(policy)) = (
+        snapshot.services.get(route.service),
+        snapshot.routers.get(route.index),
+    ) else {
         let err = ProxyError::new(
             ErrorKind::NoEndpoint,
             Side::Proxy,
@@ -240,15 +285,19 @@ async fn proxy(
         return fail(&err, grpc, conn, record);
     };
     record.service = Some(service.name().clone());
-    let Some(endpoint) = service.pick() else {
-        let err = ProxyError::new(
-            ErrorKind::NoEndpoint,
-            Side::Proxy,
-            format!("service `{}` has no endpoint", service.name()),
-        );
-        return fail(&err, grpc, conn, record);
-    };
-    record.endpoint = Some(endpoint.label().clone());
+
+    if let Some(fault) = &policy.fault {
+        let injected = fault.decide(request.headers());
+        if let Some(delay) = injected.delay {
+            metrics.fault_injected(&route.name, "delay");
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(status) = injected.abort {
+            metrics.fault_injected(&route.name, "abort");
+            record.error = Some("fault injected: abort".to_owned());
+            return fault_response(status, grpc);
+        }
+    }
 
     let deadline = Deadline::for_request(&request, route.timeout, started);
     normalize::to_upstream(&mut request, conn);
@@ -263,28 +312,193 @@ async fn proxy(
         deadline.propagate(request.headers_mut());
     }
 
-    let sent_at = Instant::now();
-    let sent = endpoint.send(request);
-    let result = match &deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline.at(), sent).await {
-            Ok(result) => result,
-            Err(_) => Err(deadline::exceeded(&route.name)),
-        },
-        None => sent.await,
+    let _active = policy.retries.start();
+    let call = Call {
+        snapshot,
+        policy,
+        router: &route.name,
+        deadline,
+        grpc,
+        conn,
+        metrics,
     };
-    match result {
-        Ok(mut response) => {
-            let upstream = sent_at.elapsed();
-            record.upstream_duration = Some(upstream);
-            metrics.upstream_response_headers(service.name(), endpoint.label(), upstream);
-            normalize::from_upstream(&mut response);
-            match deadline {
-                Some(deadline) => deadline::bound(response, deadline, grpc),
-                None => response,
+    let ticket = match &policy.breaker {
+        None => None,
+        Some(breaker) => match breaker.admit() {
+            Some(ticket) => Some((breaker.clone(), ticket)),
+            None => {
+                metrics.rejected(service.name(), "circuit_open");
+                let err = ProxyError::new(
+                    ErrorKind::Overloaded,
+                    Side::Proxy,
+                    format!(
+                        "the circuit breaker of router `{}` is open; try later",
+                        route.name
+                    ),
+                );
+                return call
+                    .fallback_or_fail(request, err, "circuit_open", record, pending)
+                    .await;
+            }
+        },
+    };
+    call.send(service, request, ticket, record, pending).await
+}
+
+/// One request's way through its router's service (or the fallback service).
+struct Call<'a> {
+    snapshot: &'a Snapshot,
+    policy: &'a RouterPolicy,
+    router: &'a Arc<str>,
+    deadline: Option<Deadline>,
+    grpc: bool,
+    conn: &'a ConnInfo,
+    metrics: &'a Metrics,
+}
+
+impl Call<'_> {
+    async fn send(
+        &self,
+        service: &Arc<Service>,
+        request: Request<Body>,
+        ticket: Option<(Arc<RouteBreaker>, Ticket)>,
+        record: &mut RequestRecord,
+        pending: &mut Option<Pending>,
+    ) -> Response<Body> {
+        let cx = CallContext {
+            router: self.router,
+            retries: &self.policy.retries,
+            class: self.policy.class.as_deref(),
+            deadline: self.deadline.map(|d| d.at()),
+            grpc: self.grpc,
+            hash_key: service.hash_key(request.headers(), self.conn.remote.ip()),
+        };
+        let sent_at = Instant::now();
+        match service.call(request, cx).await {
+            Ok((mut response, completion)) => {
+                let upstream = sent_at.elapsed();
+                record.endpoint = Some(completion.endpoint().clone());
+                record.retries = completion.tries() - 1;
+                record.upstream_duration = Some(upstream);
+                self.metrics.upstream_response_headers(
+                    service.name(),
+                    completion.endpoint(),
+                    upstream,
+                );
+                normalize::from_upstream(&mut response);
+                *pending = Some(Pending {
+                    completion,
+                    breaker: ticket,
+                });
+                match self.deadline {
+                    Some(deadline) => deadline::bound(response, deadline, self.grpc),
+                    None => response,
+                }
+            }
+            Err(Failure::Rejected {
+                request,
+                error,
+                reason,
+            }) => {
+                if let Some((breaker, ticket)) = ticket {
+                    breaker.record(ticket, Verdict::Neutral);
+                }
+                Box::pin(self.fallback_or_fail(request, error, reason, record, pending)).await
+            }
+            Err(Failure::Failed { error, tries }) => {
+                record.retries = tries.saturating_sub(1);
+                if let Some((breaker, ticket)) = ticket {
+                    breaker.record(ticket, strait_balance::of_error(&error));
+                }
+                let error = if error.kind() == ErrorKind::DeadlineExceeded {
+                    deadline::exceeded(self.router)
+                } else {
+                    error
+                };
+                fail(&error, self.grpc, self.conn, record)
             }
         }
-        Err(err) => fail(&err, grpc, conn, record),
     }
+
+    /// strait turned the request away (`reason`): the router's fallback answers, or the
+    /// error does.
+    async fn fallback_or_fail(
+        &self,
+        request: Request<Body>,
+        error: ProxyError,
+        reason: &'static str,
+        record: &mut RequestRecord,
+        pending: &mut Option<Pending>,
+    ) -> Response<Body> {
+        // A fallback service that itself turns requests away answers with its error.
+        let fallback = match (&self.policy.fallback, &record.service) {
+            (Some(Fallback::Service(index)), Some(current))
+                if self.snapshot.services.get(*index).map(|s| s.name()) == Some(current) =>
+            {
+                None
+            }
+            (fallback, _) => fallback.as_ref(),
+        };
+        let Some(fallback) = fallback else {
+            return fail(&error, self.grpc, self.conn, record);
+        };
+        self.metrics.fallback(self.router, reason);
+        debug!(router = %self.router, error = %error, "answered by the fallback ({reason})");
+        match fallback {
+            Fallback::Grpc(code, message) => {
+                record.error = Some(format!("{error} (fallback answered)"));
+                if self.grpc {
+                    strait_grpc::trailers_only(*code, message)
+                } else {
+                    text_response(StatusCode::SERVICE_UNAVAILABLE, message)
+                }
+            }
+            Fallback::Http(status, body) => {
+                record.error = Some(format!("{error} (fallback answered)"));
+                if self.grpc {
+                    strait_grpc::trailers_only(strait_grpc::code_for_http_status(*status), body)
+                } else {
+                    text_response(*status, body)
+                }
+            }
+            Fallback::Service(index) => {
+                let Some(service) = self.snapshot.services.get(*index) else {
+                    return fail(&error, self.grpc, self.conn, record);
+                };
+                record.service = Some(service.name().clone());
+                self.send(service, request, None, record, pending).await
+            }
+        }
+    }
+}
+
+/// The answer to an injected abort.
+fn fault_response(status: AbortStatus, grpc: bool) -> Response<Body> {
+    match status {
+        AbortStatus::Grpc(code) if grpc => strait_grpc::trailers_only(code, "fault injected"),
+        AbortStatus::Grpc(_) => text_response(StatusCode::SERVICE_UNAVAILABLE, "fault injected"),
+        AbortStatus::Http(status) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            if grpc {
+                strait_grpc::trailers_only(
+                    strait_grpc::code_for_http_status(status),
+                    "fault injected",
+                )
+            } else {
+                text_response(status, "fault injected")
+            }
+        }
+    }
+}
+
+fn text_response(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(strait_core::full(format!("{body}\n")));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
 }
 
 fn fail(
@@ -351,11 +565,66 @@ impl Snapshot {
                 )
             })
             .collect();
+        let routers = config
+            .routers
+            .iter()
+            .map(|(name, router)| RouterPolicy::new(name, router, config, metrics))
+            .collect();
         Ok(Snapshot {
             routes: RouteTable::new(config),
             services,
             entrypoints,
+            routers,
             access_log,
         })
+    }
+}
+
+// === impl Pending ===
+
+impl Pending {
+    /// The response stream ended with `outcome`.
+    fn finish(self, outcome: &Outcome, http_status: Option<u16>) {
+        let ending = Ending {
+            http_status,
+            grpc_status: outcome.grpc_status,
+            broken: outcome.end == End::Error,
+            abandoned: outcome.end == End::Dropped,
+        };
+        self.completion.finish(&ending);
+        if let Some((breaker, ticket)) = self.breaker {
+            let verdict = strait_balance::of_ending(&ending, breaker.failing_statuses());
+            breaker.record(ticket, verdict);
+        }
+    }
+}
+
+// === impl RouterPolicy ===
+
+impl RouterPolicy {
+    fn new(name: &str, router: &Router, config: &Config, metrics: &Metrics) -> RouterPolicy {
+        let name: Arc<str> = Arc::from(name);
+        let fallback = router.fallback.as_ref().and_then(|f| match f {
+            strait_config::Fallback::Grpc { status, message } => {
+                Some(Fallback::Grpc(*status, message.clone()))
+            }
+            strait_config::Fallback::Http { status, body } => Some(Fallback::Http(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                body.clone(),
+            )),
+            strait_config::Fallback::Service(service) => {
+                config.services.get_index_of(service).map(Fallback::Service)
+            }
+        });
+        RouterPolicy {
+            retries: Retries::new(router.retry.as_ref()),
+            breaker: router
+                .circuit_breaker
+                .as_ref()
+                .map(|b| Arc::new(RouteBreaker::new(name.clone(), b, metrics))),
+            fallback,
+            fault: router.fault.as_ref().map(FaultInjector::new),
+            class: router.traffic_class.clone(),
+        }
     }
 }

@@ -1,36 +1,79 @@
-//! Endpoint sets and load balancing. Every request (HTTP/2 stream) is balanced on its own.
+//! Endpoint sets, load balancing, active and passive health, circuit breakers and retries.
+//! Every request (HTTP/2 stream) is balanced on its own.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod balancer;
+mod breaker;
+mod call;
+mod health;
+mod limits;
+mod outcome;
+mod outlier;
+mod replay;
+mod retry;
+mod state;
+mod window;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use http::HeaderMap;
+use strait_config::{HashOn, PanicMode};
+use strait_core::{ErrorKind, ProxyError, Side};
 use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
 use strait_upstream::Endpoint;
+use tokio::time::Instant;
 
-/// Longest weighted schedule kept; larger weight sums are scaled down to fit.
-const MAX_SCHEDULE: u64 = 4096;
+pub use breaker::{RouteBreaker, Ticket};
+pub use call::{CallContext, Completion, Failure};
+pub use limits::Admission;
+pub use outcome::{of_ending, of_error, Ending, Verdict};
+pub use replay::{Replay, ReplayBody};
+pub use retry::{Active, Retries};
+pub use state::EndpointState;
 
-/// A service's endpoints and the weighted round robin across them.
+use crate::balancer::Balancer;
+use crate::limits::RequestLimits;
+use crate::outlier::Outlier;
+
+/// Endpoints up to this many are chosen among without allocating.
+const INLINE_ENDPOINTS: usize = 32;
+
+/// A service's endpoints and everything that decides which one a request goes to.
 #[derive(Debug)]
 pub struct Service {
     name: Arc<str>,
     endpoints: Vec<Arc<Endpoint>>,
-    /// Endpoint indexes in smooth weighted round-robin order, computed at load time so a pick
-    /// is one atomic increment.
-    schedule: Box<[u32]>,
-    next: AtomicUsize,
+    states: Vec<Arc<EndpointState>>,
+    weights: Vec<u32>,
+    balancer: Balancer,
+    hash_on: Option<HashOn>,
+    panic_mode: PanicMode,
+    outlier: Outlier,
+    limits: RequestLimits,
+    metrics: Metrics,
+    /// Stops the active health checks when the service is dropped (a reload replaced it).
+    _health: health::Checks,
+}
+
+/// The endpoint a request goes to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pick {
+    index: usize,
 }
 
 // === impl Service ===
 
 impl Service {
-    /// `tls` is the service's connector for its `https://` servers.
+    /// `tls` is the service's connector for its `https://` servers. Active health checks
+    /// start here, so this runs inside the runtime.
     pub fn new(
         name: &str,
         config: &strait_config::Service,
         tls: Option<&UpstreamConnector>,
         metrics: &Metrics,
     ) -> Service {
+        let name: Arc<str> = Arc::from(name);
         let endpoints: Vec<_> = config
             .servers
             .iter()
@@ -40,16 +83,40 @@ impl Service {
                     tls,
                     &config.http2,
                     &config.lifecycle,
+                    &config.limits,
                     metrics,
                 ))
             })
             .collect();
+        let now = Instant::now();
+        let states: Vec<_> = endpoints
+            .iter()
+            .map(|_| Arc::new(EndpointState::new(now)))
+            .collect();
         let weights: Vec<u32> = config.servers.iter().map(|s| s.weight).collect();
+        let hash_on = match &config.load_balancer {
+            strait_config::LoadBalancer::Hash(on) => Some(on.clone()),
+            _ => None,
+        };
+        let health = health::Checks::start(
+            &name,
+            config.health_check.as_ref(),
+            &endpoints,
+            &states,
+            metrics,
+        );
         Service {
-            name: Arc::from(name),
+            balancer: Balancer::new(&config.load_balancer, &weights),
+            hash_on,
+            panic_mode: config.panic_mode,
+            outlier: Outlier::new(&config.outlier_detection, now),
+            limits: RequestLimits::new(&config.limits),
+            metrics: metrics.clone(),
+            _health: health,
+            name,
             endpoints,
-            schedule: smooth_schedule(&weights),
-            next: AtomicUsize::new(0),
+            states,
+            weights,
         }
     }
 
@@ -61,133 +128,84 @@ impl Service {
         &self.endpoints
     }
 
-    /// The next endpoint in weighted round-robin order; `None` when there are none.
-    pub fn pick(&self) -> Option<&Arc<Endpoint>> {
-        if self.schedule.is_empty() {
-            return None;
-        }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed) % self.schedule.len();
-        self.endpoints.get(self.schedule[turn] as usize)
+    /// What the balancer knows of each endpoint, in `endpoints` order.
+    pub fn endpoint_states(&self) -> &[Arc<EndpointState>] {
+        &self.states
     }
-}
 
-/// nginx's smooth weighted round robin, unrolled into one cycle: weights 5,1,1 give
-/// a a b a c a a rather than a a a a a b c.
-fn smooth_schedule(weights: &[u32]) -> Box<[u32]> {
-    let weights = scaled(weights);
-    let total: i64 = weights.iter().map(|&w| i64::from(w)).sum();
-    let mut current = vec![0i64; weights.len()];
-    let mut schedule = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, &w) in weights.iter().enumerate() {
-            current[i] += i64::from(w);
-            if current[i] > current[best] {
-                best = i;
+    /// The request's key for a `hash` balancer: its header's value or the client's address.
+    pub fn hash_key(&self, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
+        match self.hash_on.as_ref()? {
+            HashOn::Header(name) => headers.get(name).map(|v| balancer::hash_key(v.as_bytes())),
+            HashOn::ClientIp => Some(match client {
+                IpAddr::V4(ip) => balancer::hash_key(&ip.octets()),
+                IpAddr::V6(ip) => balancer::hash_key(&ip.octets()),
+            }),
+        }
+    }
+
+    /// Picks an endpoint for a request, avoiding those in `tried` when another will do.
+    pub(crate) fn pick(&self, key: Option<u64>, tried: &[usize]) -> Result<Pick, ProxyError> {
+        let n = self.endpoints.len();
+        if n == 0 {
+            return Err(ProxyError::new(
+                ErrorKind::NoEndpoint,
+                Side::Proxy,
+                format!("service `{}` has no endpoint", self.name),
+            ));
+        }
+        let now = Instant::now();
+        let nanos = self.outlier.nanos(now);
+        let mut inline = [0u32; INLINE_ENDPOINTS];
+        let mut heap = Vec::new();
+        let buffer: &mut [u32] = if n <= INLINE_ENDPOINTS {
+            &mut inline[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        let usable = |i: usize| self.states[i].is_healthy() && !self.states[i].is_ejected(nanos);
+        let mut len = fill(buffer, n, |i| usable(i) && !tried.contains(&i));
+        if len == 0 {
+            len = fill(buffer, n, usable);
+        }
+        if len == 0 {
+            match self.panic_mode {
+                PanicMode::FailFast => {
+                    return Err(ProxyError::new(
+                        ErrorKind::Overloaded,
+                        Side::Proxy,
+                        format!(
+                            "no healthy endpoint in service `{}` (panic_mode: fail_fast)",
+                            self.name
+                        ),
+                    ));
+                }
+                PanicMode::TryAll => {
+                    len = fill(buffer, n, |i| !tried.contains(&i));
+                    if len == 0 {
+                        len = fill(buffer, n, |_| true);
+                    }
+                }
             }
         }
-        current[best] -= total;
-        schedule.push(u32::try_from(best).unwrap_or(0));
-    }
-    schedule.into_boxed_slice()
-}
-
-/// Divides weights by their common divisor, then scales them down (never below 1) until the
-/// cycle fits in MAX_SCHEDULE.
-fn scaled(weights: &[u32]) -> Vec<u32> {
-    let divisor = weights.iter().copied().fold(0, gcd).max(1);
-    let reduced: Vec<u64> = weights.iter().map(|&w| u64::from(w / divisor)).collect();
-    let total: u64 = reduced.iter().sum();
-    if total <= MAX_SCHEDULE {
-        return reduced.iter().map(|&w| w as u32).collect();
-    }
-    reduced
-        .iter()
-        .map(|&w| ((w * MAX_SCHEDULE / total).max(1)) as u32)
-        .collect()
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
+        let picked = self
+            .balancer
+            .pick(&self.states, &self.weights, &buffer[..len], key, now);
+        Ok(Pick {
+            index: picked as usize,
+        })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn counts(schedule: &[u32], n: usize) -> Vec<usize> {
-        let mut counts = vec![0; n];
-        for &i in schedule {
-            counts[i as usize] += 1;
+/// Writes the indexes `0..n` that pass `keep` to the front of `buffer`; returns how many.
+fn fill(buffer: &mut [u32], n: usize, keep: impl Fn(usize) -> bool) -> usize {
+    let mut len = 0;
+    for i in 0..n {
+        if keep(i) {
+            buffer[len] = i as u32;
+            len += 1;
         }
-        counts
     }
-
-    #[test]
-    fn equal_weights_alternate() {
-        assert_eq!(&*smooth_schedule(&[1, 1, 1]), &[0, 1, 2]);
-    }
-
-    #[test]
-    fn weights_are_honoured_and_spread() {
-        let schedule = smooth_schedule(&[5, 1, 1]);
-        assert_eq!(&*schedule, &[0, 0, 1, 0, 2, 0, 0]);
-        let schedule = smooth_schedule(&[2, 4]);
-        assert_eq!(&*schedule, &[1, 0, 1]);
-    }
-
-    #[test]
-    fn huge_weights_fit_and_keep_every_endpoint() {
-        let schedule = smooth_schedule(&[u32::MAX, 1, 7]);
-        assert!(schedule.len() as u64 <= MAX_SCHEDULE + 2);
-        let c = counts(&schedule, 3);
-        assert!(c.iter().all(|&n| n >= 1), "{c:?}");
-        assert!(c[0] > 100 * c[1]);
-    }
-
-    #[test]
-    fn service_picks_in_schedule_order() {
-        let config = strait_config::Service {
-            servers: vec![
-                strait_config::Server {
-                    url: strait_config::UpstreamUrl {
-                        scheme: strait_config::UpstreamScheme::H2c,
-                        host: "127.0.0.1".into(),
-                        port: 1,
-                    },
-                    weight: 1,
-                },
-                strait_config::Server {
-                    url: strait_config::UpstreamUrl {
-                        scheme: strait_config::UpstreamScheme::Http,
-                        host: "127.0.0.1".into(),
-                        port: 2,
-                    },
-                    weight: 2,
-                },
-            ],
-            tls: None,
-            http2: Default::default(),
-            lifecycle: Default::default(),
-        };
-        let service = Service::new("orders", &config, None, &strait_telemetry::Metrics::new());
-        let picked: Vec<_> = (0..6)
-            .map(|_| service.pick().unwrap().label().to_string())
-            .collect();
-        assert_eq!(
-            picked,
-            [
-                "http://127.0.0.1:2",
-                "h2c://127.0.0.1:1",
-                "http://127.0.0.1:2",
-                "http://127.0.0.1:2",
-                "h2c://127.0.0.1:1",
-                "http://127.0.0.1:2"
-            ]
-        );
-    }
+    len
 }

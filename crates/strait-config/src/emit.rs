@@ -9,7 +9,11 @@ use yaml_rust2::Yaml;
 use crate::duration::format_duration;
 use crate::model::{
     AccessLogTarget, AlpnProtocol, CertificateFiles, Config, HostMatch, Http2Settings, Lifecycle,
-    Match, Router, ServerTls, UpstreamTls, ValueMatch,
+    Match, Router, ServerTls, Service, UpstreamTls, ValueMatch,
+};
+use crate::resilience::{
+    AbortStatus, Fallback, HashOn, HealthCheckKind, LoadBalancer, OutlierDetection, PanicMode,
+    ServiceLimits,
 };
 use crate::size::format_size;
 use crate::validate::{mode_name, url_text};
@@ -78,6 +82,7 @@ pub(crate) fn config(config: &Config) -> String {
         }
         emit_http2(&mut out, &service.http2);
         emit_lifecycle(&mut out, &service.lifecycle);
+        emit_service_resilience(&mut out, service);
     }
 
     // No middleware kinds exist yet; the section is shown so the output has every part.
@@ -215,6 +220,215 @@ fn emit_router(out: &mut String, router: &Router) {
     if let Some(timeout) = router.timeout {
         line(out, 2, "timeout", &format_duration(timeout));
     }
+    emit_router_resilience(out, router);
+}
+
+fn emit_service_resilience(out: &mut String, service: &Service) {
+    match &service.load_balancer {
+        LoadBalancer::P2c => {}
+        LoadBalancer::Hash(on) => {
+            line(out, 2, "load_balancer", "");
+            line(out, 3, "policy", "hash");
+            match on {
+                HashOn::ClientIp => line(out, 3, "hash_on", "client_ip"),
+                HashOn::Header(name) => line(
+                    out,
+                    3,
+                    "hash_on",
+                    &format!("{{ header: {} }}", name.as_str()),
+                ),
+            }
+        }
+        other => line(out, 2, "load_balancer", other.as_str()),
+    }
+    if let Some(check) = &service.health_check {
+        line(out, 2, "health_check", "");
+        match &check.kind {
+            HealthCheckKind::Grpc { service } => {
+                line(out, 3, "type", "grpc");
+                line(out, 3, "grpc_service", &quoted(service));
+            }
+            HealthCheckKind::Http {
+                path,
+                expected_status,
+            } => {
+                line(out, 3, "type", "http");
+                line(out, 3, "path", &scalar(path));
+                let statuses: Vec<String> = expected_status.iter().map(u16::to_string).collect();
+                line(out, 3, "expected_status", &flow_list(&statuses));
+            }
+            HealthCheckKind::Tcp => line(out, 3, "type", "tcp"),
+        }
+        line(out, 3, "interval", &format_duration(check.interval));
+        line(out, 3, "timeout", &format_duration(check.timeout));
+        line(
+            out,
+            3,
+            "healthy_threshold",
+            &check.healthy_threshold.to_string(),
+        );
+        line(
+            out,
+            3,
+            "unhealthy_threshold",
+            &check.unhealthy_threshold.to_string(),
+        );
+        if !check.jitter.is_zero() {
+            line(out, 3, "jitter", &format_duration(check.jitter));
+        }
+    }
+    if service.panic_mode == PanicMode::FailFast {
+        line(out, 2, "panic_mode", "fail_fast");
+    }
+    let outlier = &service.outlier_detection;
+    if *outlier != OutlierDetection::default() {
+        line(out, 2, "outlier_detection", "");
+        line(out, 3, "enabled", &outlier.enabled.to_string());
+        let consecutive = outlier.consecutive_failures.unwrap_or(0);
+        line(out, 3, "consecutive_failures", &consecutive.to_string());
+        if let Some(rate) = &outlier.failure_rate {
+            line(out, 3, "failure_rate", "");
+            line(out, 4, "percent", &rate.percent.to_string());
+            line(
+                out,
+                4,
+                "minimum_requests",
+                &rate.minimum_requests.to_string(),
+            );
+            line(out, 4, "window", &format_duration(rate.window));
+        }
+        line(
+            out,
+            3,
+            "base_ejection_time",
+            &format_duration(outlier.base_ejection_time),
+        );
+        line(
+            out,
+            3,
+            "max_ejection_time",
+            &format_duration(outlier.max_ejection_time),
+        );
+        line(
+            out,
+            3,
+            "max_ejection_percent",
+            &outlier.max_ejection_percent.to_string(),
+        );
+        line(out, 3, "grpc_statuses", &codes(&outlier.grpc_statuses));
+    }
+    let limits = &service.limits;
+    if *limits != ServiceLimits::default() {
+        line(out, 2, "circuit_breakers", "");
+        let counts = [
+            ("max_connections", limits.max_connections),
+            ("max_pending", limits.max_pending),
+            ("max_requests", limits.max_requests),
+        ];
+        for (key, value) in counts {
+            if let Some(value) = value {
+                line(out, 3, key, &value.to_string());
+            }
+        }
+        if let Some(classes) = &limits.traffic_classes {
+            line(out, 3, "traffic_classes", "");
+            line(out, 4, "header", classes.header.as_str());
+            line(out, 4, "default", &scalar(&classes.default));
+            line(out, 4, "classes", "");
+            for (name, limit) in &classes.classes {
+                line(out, 5, name, &limit.to_string());
+            }
+        }
+    }
+}
+
+fn emit_router_resilience(out: &mut String, router: &Router) {
+    if let Some(class) = &router.traffic_class {
+        line(out, 2, "traffic_class", &scalar(class));
+    }
+    if let Some(retry) = &router.retry {
+        line(out, 2, "retry", "");
+        line(out, 3, "attempts", &retry.attempts.to_string());
+        let on: Vec<String> = retry
+            .retry_on
+            .iter()
+            .map(|r| r.as_str().to_owned())
+            .collect();
+        line(out, 3, "retry_on", &flow_list(&on));
+        line(out, 3, "backoff_base", &format_duration(retry.backoff_base));
+        line(out, 3, "backoff_max", &format_duration(retry.backoff_max));
+        if let Some(timeout) = retry.per_try_timeout {
+            line(out, 3, "per_try_timeout", &format_duration(timeout));
+        }
+        line(out, 3, "budget_percent", &retry.budget_percent.to_string());
+        line(out, 3, "budget_min", &retry.budget_min.to_string());
+        line(out, 3, "buffer", &retry.buffer.to_string());
+    }
+    if let Some(breaker) = &router.circuit_breaker {
+        line(out, 2, "circuit_breaker", "");
+        line(
+            out,
+            3,
+            "failure_percent",
+            &breaker.failure_percent.to_string(),
+        );
+        line(
+            out,
+            3,
+            "minimum_requests",
+            &breaker.minimum_requests.to_string(),
+        );
+        line(out, 3, "window", &format_duration(breaker.window));
+        line(out, 3, "open_for", &format_duration(breaker.open_for));
+        line(
+            out,
+            3,
+            "half_open_requests",
+            &breaker.half_open_requests.to_string(),
+        );
+        line(out, 3, "grpc_statuses", &codes(&breaker.grpc_statuses));
+    }
+    match &router.fallback {
+        None => {}
+        Some(Fallback::Grpc { status, message }) => {
+            line(out, 2, "fallback", "");
+            line(out, 3, "grpc_status", status.as_str());
+            line(out, 3, "message", &quoted(message));
+        }
+        Some(Fallback::Http { status, body }) => {
+            line(out, 2, "fallback", "");
+            line(out, 3, "http_status", &status.to_string());
+            line(out, 3, "body", &quoted(body));
+        }
+        Some(Fallback::Service(name)) => {
+            line(out, 2, "fallback", "");
+            line(out, 3, "service", &scalar(name));
+        }
+    }
+    if let Some(fault) = &router.fault {
+        line(out, 2, "fault", "");
+        if let Some(delay) = &fault.delay {
+            line(out, 3, "delay", "");
+            line(out, 4, "duration", &format_duration(delay.duration));
+            line(out, 4, "percent", &delay.percent.to_string());
+        }
+        if let Some(abort) = &fault.abort {
+            line(out, 3, "abort", "");
+            match abort.status {
+                AbortStatus::Grpc(code) => line(out, 4, "grpc_status", code.as_str()),
+                AbortStatus::Http(status) => line(out, 4, "http_status", &status.to_string()),
+            }
+            line(out, 4, "percent", &abort.percent.to_string());
+        }
+        if let Some(header) = &fault.header_trigger {
+            line(out, 3, "header_trigger", header.as_str());
+        }
+    }
+}
+
+fn codes(codes: &[strait_core::Code]) -> String {
+    let names: Vec<String> = codes.iter().map(|c| c.as_str().to_owned()).collect();
+    flow_list(&names)
 }
 
 fn emit_match(out: &mut String, matcher: &Match) {

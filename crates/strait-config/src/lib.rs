@@ -7,6 +7,7 @@ use std::path::Path;
 mod duration;
 mod emit;
 pub mod model;
+mod resilience;
 mod size;
 mod toml;
 mod tree;
@@ -15,6 +16,7 @@ mod yaml;
 
 pub use duration::parse_duration;
 pub use model::*;
+pub use resilience::*;
 
 use tree::Loc;
 

@@ -8,6 +8,11 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use crate::resilience::{
+    Fallback, Fault, HealthCheck, LoadBalancer, OutlierDetection, PanicMode, RetryPolicy,
+    RouteBreaker, ServiceLimits,
+};
+
 /// A whole config file, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -185,6 +190,13 @@ pub struct Router {
     /// Caps the deadline of every request on this router (and is the deadline for requests
     /// that carry none). `None`: no timeout.
     pub timeout: Option<Duration>,
+    /// The traffic class of every request on this router (over the class header); one of
+    /// the service's classes.
+    pub traffic_class: Option<String>,
+    pub retry: Option<RetryPolicy>,
+    pub circuit_breaker: Option<RouteBreaker>,
+    pub fallback: Option<Fallback>,
+    pub fault: Option<Fault>,
 }
 
 /// All present conditions must hold. An empty match matches every request.
@@ -236,6 +248,12 @@ pub struct Service {
     /// new requests and closes once its streams finish (or its grace ends), so new backend
     /// instances behind a name get traffic; after `idle_timeout` with nothing open it closes.
     pub lifecycle: Lifecycle,
+    pub load_balancer: LoadBalancer,
+    pub health_check: Option<HealthCheck>,
+    pub panic_mode: PanicMode,
+    pub outlier_detection: OutlierDetection,
+    /// `circuit_breakers:` in the file: the connection and request layers.
+    pub limits: ServiceLimits,
 }
 
 /// How strait connects to `https://` servers.

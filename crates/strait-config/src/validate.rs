@@ -15,6 +15,7 @@ use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
 
 mod lifecycle;
+mod resilience;
 mod tls;
 
 pub(crate) use tls::mode_name;
@@ -45,6 +46,11 @@ const ROUTER_KEYS: &[&str] = &[
     "middlewares",
     "priority",
     "timeout",
+    "traffic_class",
+    "retry",
+    "circuit_breaker",
+    "fallback",
+    "fault",
 ];
 const MATCH_KEYS: &[&str] = &[
     "host",
@@ -65,6 +71,11 @@ const SERVICE_KEYS: &[&str] = &[
     "max_connection_age",
     "max_connection_age_grace",
     "idle_timeout",
+    "load_balancer",
+    "health_check",
+    "panic_mode",
+    "outlier_detection",
+    "circuit_breakers",
 ];
 const SERVER_KEYS: &[&str] = &["url", "weight"];
 
@@ -182,7 +193,9 @@ impl Validator {
         }
         if let Some(entries) = section(self, top, "routers") {
             for (key, node) in entries {
-                if let Some(router) = self.router(key, node, &names, &config.entrypoints) {
+                if let Some(router) =
+                    self.router(key, node, &names, &config.entrypoints, &config.services)
+                {
                     config.routers.insert(key.name.clone(), router);
                 }
             }
@@ -384,11 +397,18 @@ impl Validator {
             }
         };
         let lifecycle = self.lifecycle(entries, &context);
+        let resilience = self.service_resilience(&key.name, entries, &servers);
+        let resilience = resilience?;
         let service = Service {
             servers,
             tls,
             http2: http2?,
             lifecycle: lifecycle?,
+            load_balancer: resilience.load_balancer,
+            health_check: resilience.health_check,
+            panic_mode: resilience.panic_mode,
+            outlier_detection: resilience.outlier_detection,
+            limits: resilience.limits,
         };
         (name_ok && ok).then_some(service)
     }
@@ -471,6 +491,7 @@ impl Validator {
         node: &Node,
         names: &Names,
         defined: &IndexMap<String, Entrypoint>,
+        services: &IndexMap<String, Service>,
     ) -> Option<Router> {
         let name = &key.name;
         let name_ok = self.name(key, "router");
@@ -527,12 +548,20 @@ impl Validator {
                 ok &= self.client_cert_san_reachable(name, match_node, entrypoints, defined);
             }
         }
+        let resilience =
+            self.router_resilience(name, entries, service.as_deref(), services, &names.services);
+        let resilience = resilience?;
         let router = Router {
             entrypoints: entrypoints?,
             matcher: matcher?,
             service: service?,
             priority: priority?,
             timeout: timeout?,
+            traffic_class: resilience.traffic_class,
+            retry: resilience.retry,
+            circuit_breaker: resilience.circuit_breaker,
+            fallback: resilience.fallback,
+            fault: resilience.fault,
         };
         ok.then_some(router)
     }

@@ -37,6 +37,11 @@ pub enum ErrorKind {
     Http2Required,
     /// A bug in strait (a panic while serving the request).
     Internal,
+    /// strait turned the request away to protect a backend: a circuit breaker is open, a
+    /// request or connection limit is reached, or no endpoint is healthy.
+    Overloaded,
+    /// A traffic class's request limit is reached (gRPC RESOURCE_EXHAUSTED).
+    ClassLimit,
 }
 
 /// An error with the facts the rest of the proxy needs: what, which side, whether a retry

@@ -2,9 +2,11 @@
 //! where a failure happened and whether a retry is safe, and the drain signal.
 
 mod body;
+mod code;
 mod drain;
 mod error;
 
 pub use body::{boxed, empty, full, Body};
+pub use code::Code;
 pub use drain::{Drain, DrainWatch};
 pub use error::{h2_reason, BoxError, ErrorKind, ProxyError, Side};

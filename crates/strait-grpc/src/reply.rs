@@ -79,3 +79,31 @@ mod tests {
         assert!(!is_grpc(&h));
     }
 }
+
+/// The gRPC code for an HTTP status, as the gRPC spec maps them for responses without a
+/// `grpc-status` ("HTTP to gRPC status code mapping").
+pub fn code_for_http_status(status: http::StatusCode) -> Code {
+    match status.as_u16() {
+        400 => Code::Internal,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::Unimplemented,
+        429 | 502 | 503 | 504 => Code::Unavailable,
+        _ => Code::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod http_status_tests {
+    use super::*;
+
+    #[test]
+    fn http_statuses_map_as_the_spec_says() {
+        let code = |s: u16| code_for_http_status(http::StatusCode::from_u16(s).unwrap());
+        assert_eq!(code(503), Code::Unavailable);
+        assert_eq!(code(429), Code::Unavailable);
+        assert_eq!(code(404), Code::Unimplemented);
+        assert_eq!(code(401), Code::Unauthenticated);
+        assert_eq!(code(500), Code::Unknown);
+    }
+}

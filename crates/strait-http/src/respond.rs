@@ -18,6 +18,8 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
         ErrorKind::DeadlineExceeded => (Code::DeadlineExceeded, StatusCode::GATEWAY_TIMEOUT),
         ErrorKind::BadRequest => (Code::Internal, StatusCode::BAD_REQUEST),
         ErrorKind::Internal => (Code::Internal, StatusCode::INTERNAL_SERVER_ERROR),
+        ErrorKind::Overloaded => (Code::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+        ErrorKind::ClassLimit => (Code::ResourceExhausted, StatusCode::SERVICE_UNAVAILABLE),
     };
     let message = client_message(err);
     if grpc {

@@ -18,6 +18,8 @@ pub struct RouteTable {
 #[derive(Debug)]
 pub struct Route {
     pub name: Arc<str>,
+    /// The router's position in the config's `routers`.
+    pub index: usize,
     /// Index of the router's service in the config's `services`.
     pub service: usize,
     pub timeout: Option<Duration>,
@@ -40,6 +42,7 @@ impl RouteTable {
                 let specificity = matcher.specificity();
                 let route = Arc::new(Route {
                     name: Arc::from(name.as_str()),
+                    index: position,
                     service,
                     timeout: router.timeout,
                     matcher,

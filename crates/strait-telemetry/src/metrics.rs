@@ -13,6 +13,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::record::{Protocol, RequestRecord};
 
+mod resilience;
+
+pub use resilience::BreakerState;
+
 /// strait's metric families. Cheap to clone: clones share the same counters.
 #[derive(Clone)]
 pub struct Metrics {
@@ -83,6 +87,7 @@ struct Inner {
     access_log_dropped: Counter,
     panics: Family<RouterLabels, Counter>,
     grpc_names: GrpcNames,
+    resilience: resilience::Families,
 }
 
 /// Interned `grpc_service` / `grpc_method` label values, keyed by the request path (always
@@ -298,6 +303,9 @@ impl Metrics {
             panics.clone(),
         );
 
+        let resilience = resilience::Families::default();
+        resilience.register(&mut registry);
+
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -319,6 +327,7 @@ impl Metrics {
                 access_log_dropped,
                 panics,
                 grpc_names: GrpcNames::new(),
+                resilience,
             }),
         }
     }
@@ -508,6 +517,10 @@ impl Metrics {
                 router: router.cloned(),
             })
             .inc();
+    }
+
+    fn resilience(&self) -> &resilience::Families {
+        &self.inner.resilience
     }
 
     /// `strait_access_log_dropped_total`, shared with the access-log writers.

@@ -156,6 +156,10 @@ impl Target {
         self.backoff.failed();
     }
 
+    pub(crate) fn address(&self) -> (&str, u16) {
+        (&self.host, self.port)
+    }
+
     /// The `Host`/`:authority` to use when the client sent none.
     pub(crate) fn authority(&self) -> String {
         if self.host.contains(':') {

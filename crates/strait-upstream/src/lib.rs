@@ -12,7 +12,9 @@ mod h2;
 use std::sync::Arc;
 
 use http::{Request, Response};
-use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, UpstreamScheme, UpstreamUrl};
+use strait_config::{
+    AlpnProtocol, Http2Settings, Lifecycle, ServiceLimits, UpstreamScheme, UpstreamUrl,
+};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
@@ -51,6 +53,7 @@ impl Endpoint {
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
         lifecycle: &Lifecycle,
+        limits: &ServiceLimits,
         metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
@@ -154,6 +157,11 @@ impl Endpoint {
                 self.label
             ),
         )
+    }
+
+    /// The host and port the endpoint's connections go to.
+    pub fn address(&self) -> (&str, u16) {
+        self.target.address()
     }
 
     /// Open connections to this endpoint (for tests and the admin API).

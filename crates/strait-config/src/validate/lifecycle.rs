@@ -48,16 +48,16 @@ const SIZE_HINT: &str = "sizes are a number of bytes, or a whole number of KiB o
                          65535, 64KiB, 1MiB";
 
 /// The bytes a size setting may hold, and what to say when it is outside them.
-struct SizeLimit {
-    min: u64,
-    max: u64,
-    hint: &'static str,
+pub(super) struct SizeLimit {
+    pub(super) min: u64,
+    pub(super) max: u64,
+    pub(super) hint: &'static str,
 }
 
 /// What a zero duration would do, and what to write instead.
-struct Zero {
-    effect: &'static str,
-    hint: &'static str,
+pub(super) struct Zero {
+    pub(super) effect: &'static str,
+    pub(super) hint: &'static str,
 }
 
 // === impl Validator ===
@@ -267,7 +267,7 @@ impl Validator {
     }
 
     /// `Some(None)` when `key` is absent, `Some(Some(_))` when it is there and valid.
-    fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         entries: &Entries,
         key: &str,
@@ -307,7 +307,13 @@ impl Validator {
     }
 
     /// A number of bytes, written as an integer or a size string, within `limit`.
-    fn size(&mut self, node: &Node, key: &str, context: &str, limit: &SizeLimit) -> Option<u32> {
+    pub(super) fn size(
+        &mut self,
+        node: &Node,
+        key: &str,
+        context: &str,
+        limit: &SizeLimit,
+    ) -> Option<u32> {
         let (bytes, written) = match &node.kind {
             // Negative numbers are out of range, like any other.
             NodeKind::Int(number) => (u64::try_from(*number).ok(), number.to_string()),
@@ -346,7 +352,7 @@ impl Validator {
         in_range
     }
 
-    fn positive_duration(
+    pub(super) fn positive_duration(
         &mut self,
         node: &Node,
         key: &str,

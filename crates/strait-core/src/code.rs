@@ -65,6 +65,17 @@ impl Code {
         http::HeaderValue::from(self.as_u32())
     }
 
+    /// Parses a code by its name as users write it: `UNAVAILABLE` (any case).
+    pub fn from_name(name: &str) -> Option<Code> {
+        ALL.into_iter()
+            .find(|code| code.as_str().eq_ignore_ascii_case(name))
+    }
+
+    /// Every code, in numeric order.
+    pub fn all() -> &'static [Code] {
+        &ALL
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::Ok => "OK",
@@ -98,6 +109,15 @@ mod tests {
             let value = code.header_value();
             assert_eq!(Code::from_header(value.as_bytes()), Some(code));
         }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for code in ALL {
+            assert_eq!(Code::from_name(code.as_str()), Some(code));
+        }
+        assert_eq!(Code::from_name("unavailable"), Some(Code::Unavailable));
+        assert_eq!(Code::from_name("NOPE"), None);
     }
 
     #[test]
