@@ -403,7 +403,7 @@ impl Call<'_> {
                 if let Some((breaker, ticket)) = ticket {
                     breaker.record(ticket, Verdict::Neutral);
                 }
-                Box::pin(self.fallback_or_fail(request, error, reason, record, pending)).await
+                Box::pin(self.fallback_or_fail(*request, error, reason, record, pending)).await
             }
             Err(Failure::Failed { error, tries }) => {
                 record.retries = tries.saturating_sub(1);

@@ -54,7 +54,7 @@ async fn requests_are_balanced_one_by_one_with_weights() {
     let heavy = TestBackend::start().await;
     let yaml = format!(
         "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\nrouters:\n  all: {{ service: b }}\n\
-         services:\n  b:\n    servers:\n      - {{ url: '{}', weight: 1 }}\n      - {{ url: '{}', weight: 3 }}\n",
+         services:\n  b:\n    load_balancer: weighted\n    servers:\n      - {{ url: '{}', weight: 1 }}\n      - {{ url: '{}', weight: 3 }}\n",
         light.url(),
         heavy.url()
     );

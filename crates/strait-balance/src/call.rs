@@ -41,7 +41,7 @@ pub enum Failure {
     /// strait turned it away before sending anything (a limit, no healthy endpoint): the
     /// request comes back, for a fallback. `reason` is the metric label.
     Rejected {
-        request: Request<Body>,
+        request: Box<Request<Body>>,
         error: ProxyError,
         reason: &'static str,
     },
@@ -74,7 +74,7 @@ impl Service {
             Err((error, reason)) => {
                 self.metrics.rejected(&self.name, reason);
                 return Err(Failure::Rejected {
-                    request,
+                    request: Box::new(request),
                     error,
                     reason,
                 });
@@ -90,7 +90,7 @@ impl Service {
                     "no_endpoint"
                 };
                 return Err(Failure::Rejected {
-                    request,
+                    request: Box::new(request),
                     error,
                     reason,
                 });

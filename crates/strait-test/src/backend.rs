@@ -35,12 +35,25 @@ pub struct Observed {
     pub cancelled: Arc<AtomicUsize>,
     /// TCP connections accepted.
     pub connections: Arc<AtomicUsize>,
+    /// How every call behaves, whatever its `x-test` mode.
+    pub behaviour: Arc<Mutex<Behaviour>>,
+}
+
+/// What the backend does to every call: fail it with a status (unary: trailers-only;
+/// server streaming: one message, then the status in real trailers), or answer late.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    pub fail: Option<Code>,
+    pub delay: Duration,
 }
 
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub observed: Observed,
     task: tokio::task::JoinHandle<()>,
+    /// Starts a graceful shutdown (GOAWAY, in-flight calls finish).
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    max_streams: Option<u32>,
 }
 
 #[derive(Clone, Debug)]
@@ -82,7 +95,25 @@ impl TestBackend {
     /// A backend that advertises SETTINGS_MAX_CONCURRENT_STREAMS = `max`.
     pub async fn start_with_max_streams(max: Option<u32>) -> TestBackend {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        Self::serve(listener, max, None)
+        Self::serve(listener, max, None, Observed::default())
+    }
+
+    /// Shuts down gracefully (HTTP/2 GOAWAY; calls in flight finish), waits until it has,
+    /// then serves again on the same address, as a backend restarted by its orchestrator.
+    /// `while_down` runs while nothing listens.
+    pub async fn restart_gracefully<F: std::future::Future<Output = ()>>(&mut self, while_down: F) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        (&mut self.task).await.unwrap();
+        while_down.await;
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        let restarted = Self::serve(listener, self.max_streams, None, self.observed.clone());
+        *self = restarted;
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.observed.behaviour.lock().unwrap() = behaviour;
     }
 
     /// A gRPC backend behind TLS (tonic's rustls) with `identity`; it offers ALPN h2.
@@ -91,19 +122,23 @@ impl TestBackend {
         let tls = tonic::transport::ServerTlsConfig::new().identity(
             tonic::transport::Identity::from_pem(&identity.cert_pem, &identity.key_pem),
         );
-        Self::serve(listener, None, Some(tls))
+        Self::serve(listener, None, Some(tls), Observed::default())
     }
 
     fn serve(
         listener: TcpListener,
         max_streams: Option<u32>,
         tls: Option<tonic::transport::ServerTlsConfig>,
+        observed: Observed,
     ) -> TestBackend {
         let addr = listener.local_addr().unwrap();
-        let observed = Observed::default();
         let connections = observed.connections.clone();
-        let incoming = TcpListenerStream::new(listener).inspect(move |_| {
+        let incoming = TcpListenerStream::new(listener).inspect(move |stream| {
             connections.fetch_add(1, Ordering::SeqCst);
+            // Trailers right after a message must not wait for Nagle and a delayed ACK.
+            if let Ok(stream) = stream {
+                let _ = stream.set_nodelay(true);
+            }
         });
         let service = EchoServer::new(TestEcho {
             observed: observed.clone(),
@@ -114,17 +149,22 @@ impl TestBackend {
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).unwrap();
         }
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = builder
                 .max_concurrent_streams(max_streams)
                 .add_service(service)
-                .serve_with_incoming(incoming)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stop.await;
+                })
                 .await;
         });
         TestBackend {
             addr,
             observed,
             task,
+            shutdown: Some(shutdown),
+            max_streams,
         }
     }
 
@@ -164,6 +204,17 @@ impl TestEcho {
             .map(str::to_owned);
         self.observed.metadata.lock().unwrap().push(metadata);
         mode
+    }
+
+    /// Applies the backend-wide behaviour: waits out the delay, then the failure if any.
+    async fn behave(&self) -> Option<Status> {
+        let behaviour = self.observed.behaviour.lock().unwrap().clone();
+        if !behaviour.delay.is_zero() {
+            tokio::time::sleep(behaviour.delay).await;
+        }
+        behaviour
+            .fail
+            .map(|code| Status::new(code, "the test backend is failing"))
     }
 
     fn guard(&self) -> CancelGuard {
@@ -211,6 +262,10 @@ impl Echo for TestEcho {
     async fn unary(&self, request: Request<EchoRequest>) -> Result<Response<EchoReply>, Status> {
         let guard = self.guard();
         let mode = self.record(&request);
+        if let Some(status) = self.behave().await {
+            guard.finish();
+            return Err(status);
+        }
         match mode.as_deref() {
             Some("details") => {
                 guard.finish();
@@ -232,10 +287,23 @@ impl Echo for TestEcho {
         request: Request<EchoRequest>,
     ) -> Result<Response<ReplyStream>, Status> {
         let mode = self.record(&request);
+        let failing = self.behave().await;
         let EchoRequest { payload, repeat } = request.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let guard = self.guard();
         tokio::spawn(async move {
+            if let Some(status) = failing {
+                // The status goes in real trailers, after a message.
+                let _ = tx
+                    .send(Ok(EchoReply {
+                        payload: payload.clone(),
+                        index: 0,
+                    }))
+                    .await;
+                let _ = tx.send(Err(status)).await;
+                guard.finish();
+                return;
+            }
             let reply = |index| {
                 Ok(EchoReply {
                     payload: payload.clone(),

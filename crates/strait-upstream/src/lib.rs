@@ -53,7 +53,7 @@ impl Endpoint {
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
         lifecycle: &Lifecycle,
-        limits: &ServiceLimits,
+        _limits: &ServiceLimits,
         metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
