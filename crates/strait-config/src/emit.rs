@@ -255,7 +255,12 @@ fn emit_service_resilience(out: &mut String, service: &Service) {
                 line(out, 3, "type", "http");
                 line(out, 3, "path", &scalar(path));
                 let statuses: Vec<String> = expected_status.iter().map(u16::to_string).collect();
-                line(out, 3, "expected_status", &flow_list(&statuses));
+                line(
+                    out,
+                    3,
+                    "expected_status",
+                    &format!("[{}]", statuses.join(", ")),
+                );
             }
             HealthCheckKind::Tcp => line(out, 3, "type", "tcp"),
         }
