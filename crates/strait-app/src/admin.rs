@@ -68,12 +68,17 @@ impl AdminApi for AdminHandle {
                 let endpoints: Vec<Value> = service
                     .endpoints()
                     .iter()
+                    .zip(service.endpoint_states())
                     .zip(weights.iter().copied().chain(std::iter::repeat(1)))
-                    .map(|(endpoint, weight)| {
+                    .enumerate()
+                    .map(|(i, ((endpoint, state), weight))| {
                         json!({
                             "endpoint": endpoint.label().as_ref(),
                             "weight": weight,
                             "open_connections": endpoint.open_connections(),
+                            "active_requests": state.active(),
+                            "healthy": state.is_healthy(),
+                            "ejected": service.is_ejected(i),
                         })
                     })
                     .collect();

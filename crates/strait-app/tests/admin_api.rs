@@ -57,6 +57,9 @@ async fn config_routers_services_and_metrics() {
     assert_eq!(endpoint["endpoint"], backend.url());
     assert_eq!(endpoint["weight"], 3);
     assert_eq!(endpoint["open_connections"], 1);
+    assert_eq!(endpoint["active_requests"], 0);
+    assert_eq!(endpoint["healthy"], true);
+    assert_eq!(endpoint["ejected"], false);
 
     let (status, body) = http1(admin, "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);

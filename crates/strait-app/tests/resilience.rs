@@ -92,6 +92,8 @@ async fn unavailable_in_real_trailers_ejects_the_backend() {
     // Round robin sends every other call to the bad backend until its 3rd failure.
     assert!(ok >= 100, "{ok} of 106 calls succeeded");
     assert_eq!(bad.calls(), 3, "ejected after 3 failures in a row");
+    let service = &strait.proxy().services()[0];
+    assert!(service.is_ejected(1) && !service.is_ejected(0));
     assert_eq!(
         sample(
             &strait,

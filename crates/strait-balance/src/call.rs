@@ -109,11 +109,7 @@ impl Service {
             tried.push(pick.index);
             let endpoint = &self.endpoints[pick.index];
             let state = &self.states[pick.index];
-            let mut attempt = Request::new(replay.body());
-            *attempt.method_mut() = parts.method.clone();
-            *attempt.uri_mut() = parts.uri.clone();
-            *attempt.version_mut() = parts.version;
-            *attempt.headers_mut() = parts.headers.clone();
+            let mut attempt = rebuild(&parts, &replay);
             if tries > 1 && cx.grpc {
                 attempt
                     .headers_mut()
@@ -175,6 +171,17 @@ impl Service {
                     };
                     let verdict = outcome::of_ending(&head, self.outlier.failing_statuses());
                     (reason, Ok(response), verdict)
+                }
+                // The endpoint's connection limits turned it away before sending: the
+                // request comes back whole, for the router's fallback.
+                Err(error) if error.kind() == ErrorKind::Overloaded && replay.can_replay() => {
+                    state.ended();
+                    self.metrics.rejected(&self.name, "max_pending");
+                    return Err(Failure::Rejected {
+                        request: Box::new(rebuild(&parts, &replay)),
+                        error,
+                        reason: "max_pending",
+                    });
                 }
                 Err(error) => {
                     let verdict = outcome::of_error(&error);
@@ -285,6 +292,16 @@ impl Service {
             &self.metrics,
         );
     }
+}
+
+/// The request again, for another try, with a body that replays what was sent so far.
+fn rebuild(parts: &http::request::Parts, replay: &Replay) -> Request<Body> {
+    let mut request = Request::new(replay.body());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    request
 }
 
 // === impl Completion ===

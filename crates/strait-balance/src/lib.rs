@@ -133,6 +133,12 @@ impl Service {
         &self.states
     }
 
+    /// Whether outlier detection has endpoint `index` ejected right now.
+    pub fn is_ejected(&self, index: usize) -> bool {
+        let now = self.outlier.nanos(Instant::now());
+        self.states.get(index).is_some_and(|s| s.is_ejected(now))
+    }
+
     /// The request's key for a `hash` balancer: its header's value or the client's address.
     pub fn hash_key(&self, headers: &HeaderMap, client: IpAddr) -> Option<u64> {
         match self.hash_on.as_ref()? {
