@@ -10,7 +10,8 @@ use http::header::HeaderName;
 use http::StatusCode;
 use http::{Request, Response};
 use strait_balance::{
-    CallContext, Completion, Ending, Failure, Retries, RouteBreaker, Service, Ticket, Verdict,
+    Active, CallContext, Completion, Ending, Failure, Retries, RouteBreaker, Service, Ticket,
+    Verdict,
 };
 use strait_config::{AbortStatus, AccessLogTarget, Config, Router, UpstreamScheme};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
@@ -235,6 +236,8 @@ async fn observed(
 pub(crate) struct Pending {
     completion: Completion,
     breaker: Option<(Arc<RouteBreaker>, Ticket)>,
+    /// Counts the request as active on its router (for the retry budget) until it ends.
+    _active: Active,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -312,7 +315,6 @@ async fn proxy(
         deadline.propagate(request.headers_mut());
     }
 
-    let _active = policy.retries.start();
     let call = Call {
         snapshot,
         policy,
@@ -373,6 +375,7 @@ impl Call<'_> {
             grpc: self.grpc,
             hash_key: service.hash_key(request.headers(), self.conn.remote.ip()),
         };
+        let active = self.policy.retries.start();
         let sent_at = Instant::now();
         match service.call(request, cx).await {
             Ok((mut response, completion)) => {
@@ -389,6 +392,7 @@ impl Call<'_> {
                 *pending = Some(Pending {
                     completion,
                     breaker: ticket,
+                    _active: active,
                 });
                 match self.deadline {
                     Some(deadline) => deadline::bound(response, deadline, self.grpc),

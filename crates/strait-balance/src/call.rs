@@ -19,6 +19,8 @@ use crate::retry::{Reason, Retries, RetryPermit};
 use crate::Pick;
 use crate::Service;
 
+const MAX_TRIES: usize = 10;
+
 /// Tells the backend which try this is, as gRPC's retry design specifies.
 static PREVIOUS_ATTEMPTS: HeaderName = HeaderName::from_static("grpc-previous-rpc-attempts");
 
@@ -99,14 +101,19 @@ impl Service {
 
         let (parts, body) = request.into_parts();
         let replay = Replay::new(body, cx.retries.buffer());
-        let mut tried: Vec<usize> = Vec::new();
+        // Tries are capped at 10 (the policy's limit), so no allocation is needed.
+        let mut tried = [usize::MAX; MAX_TRIES];
+        let mut tried_len = 0;
         let mut pick = first;
         let mut tries = 0u32;
         let mut _permit: Option<RetryPermit> = None;
         let mut admission = Some(admission);
         loop {
             tries += 1;
-            tried.push(pick.index);
+            if tried_len < MAX_TRIES {
+                tried[tried_len] = pick.index;
+                tried_len += 1;
+            }
             let endpoint = &self.endpoints[pick.index];
             let state = &self.states[pick.index];
             let mut attempt = rebuild(&parts, &replay);
@@ -197,7 +204,7 @@ impl Service {
                 }
             };
 
-            match self.next_try(&cx, reason, tries, &tried, &replay, now) {
+            match self.next_try(&cx, reason, tries, &tried[..tried_len], &replay, now) {
                 Err(why) => {
                     debug!(router = %cx.router, service = %self.name, tries, "not retrying: {why}");
                     replay.finish();
