@@ -125,3 +125,157 @@ fn humanize(d: Duration) -> String {
         format!("{}ms", d.as_millis())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use strait_config::FailureRate;
+
+    use super::*;
+
+    fn states(n: usize) -> Vec<Arc<EndpointState>> {
+        (0..n)
+            .map(|_| Arc::new(EndpointState::new(Instant::now())))
+            .collect()
+    }
+
+    fn fail(outlier: &Outlier, states: &[Arc<EndpointState>], index: usize, times: u32) {
+        let name: Arc<str> = "s".into();
+        for _ in 0..times {
+            outlier.record(
+                states,
+                index,
+                Verdict::Failure,
+                Instant::now(),
+                (&name, &name),
+                &Metrics::new(),
+            );
+        }
+    }
+
+    fn ejected(outlier: &Outlier, states: &[Arc<EndpointState>]) -> Vec<bool> {
+        let now = outlier.nanos(Instant::now());
+        states.iter().map(|s| s.is_ejected(now)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ejections_grow_with_repeats_and_end_by_themselves() {
+        let config = OutlierDetection {
+            consecutive_failures: Some(3),
+            base_ejection_time: Duration::from_secs(10),
+            max_ejection_time: Duration::from_secs(25),
+            ..OutlierDetection::default()
+        };
+        let outlier = Outlier::new(&config, Instant::now());
+        let s = states(2);
+        fail(&outlier, &s, 0, 2);
+        assert_eq!(ejected(&outlier, &s), [false, false]);
+        fail(&outlier, &s, 0, 1);
+        assert_eq!(ejected(&outlier, &s), [true, false]);
+
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(ejected(&outlier, &s), [false, false], "back after 10s");
+        fail(&outlier, &s, 0, 3);
+        tokio::time::advance(Duration::from_secs(15)).await;
+        assert_eq!(
+            ejected(&outlier, &s),
+            [true, false],
+            "the second ejection lasts 20s"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(ejected(&outlier, &s), [false, false]);
+        // A third: capped at max_ejection_time.
+        fail(&outlier, &s, 0, 3);
+        tokio::time::advance(Duration::from_secs(24)).await;
+        assert_eq!(ejected(&outlier, &s), [true, false]);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(ejected(&outlier, &s), [false, false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn successes_reset_the_count_and_the_cap_keeps_some_in() {
+        let config = OutlierDetection {
+            consecutive_failures: Some(2),
+            max_ejection_percent: 50,
+            ..OutlierDetection::default()
+        };
+        let outlier = Outlier::new(&config, Instant::now());
+        let s = states(3);
+        let name: Arc<str> = "s".into();
+        fail(&outlier, &s, 0, 1);
+        outlier.record(
+            &s,
+            0,
+            Verdict::Success,
+            Instant::now(),
+            (&name, &name),
+            &Metrics::new(),
+        );
+        fail(&outlier, &s, 0, 1);
+        assert_eq!(ejected(&outlier, &s), [false, false, false]);
+        fail(&outlier, &s, 0, 1);
+        fail(&outlier, &s, 1, 2);
+        fail(&outlier, &s, 2, 2);
+        // 50% of 3: one endpoint at most.
+        assert_eq!(ejected(&outlier, &s), [true, false, false]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_rate_over_the_window_ejects() {
+        let config = OutlierDetection {
+            consecutive_failures: None,
+            failure_rate: Some(FailureRate {
+                percent: 50,
+                minimum_requests: 10,
+                window: Duration::from_secs(10),
+            }),
+            ..OutlierDetection::default()
+        };
+        let outlier = Outlier::new(&config, Instant::now());
+        let s = states(2);
+        let name: Arc<str> = "s".into();
+        for i in 0..10 {
+            let verdict = if i % 2 == 0 {
+                Verdict::Failure
+            } else {
+                Verdict::Success
+            };
+            assert_eq!(ejected(&outlier, &s), [false, false], "request {i}");
+            outlier.record(
+                &s,
+                0,
+                verdict,
+                Instant::now(),
+                (&name, &name),
+                &Metrics::new(),
+            );
+        }
+        assert_eq!(ejected(&outlier, &s), [true, false], "5 of 10 failed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn disabled_or_neutral_never_ejects() {
+        let s = states(2);
+        let off = Outlier::new(
+            &OutlierDetection {
+                enabled: false,
+                ..OutlierDetection::default()
+            },
+            Instant::now(),
+        );
+        fail(&off, &s, 0, 100);
+        assert_eq!(ejected(&off, &s), [false, false]);
+        let on = Outlier::new(&OutlierDetection::default(), Instant::now());
+        let name: Arc<str> = "s".into();
+        for _ in 0..100 {
+            on.record(
+                &s,
+                0,
+                Verdict::Neutral,
+                Instant::now(),
+                (&name, &name),
+                &Metrics::new(),
+            );
+        }
+        assert_eq!(ejected(&on, &s), [false, false]);
+    }
+}
