@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+mod limits;
+pub use limits::*;
+
 /// A whole config file, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -51,6 +54,10 @@ pub struct Entrypoint {
     pub http2: Http2Settings,
     /// Aging out client connections.
     pub lifecycle: Lifecycle,
+    /// Limits against abusive clients (`limits:`).
+    pub limits: Limits,
+    /// Path rewriting before routing (`path_normalization:`).
+    pub path_normalization: PathNormalization,
 }
 
 /// HTTP/2 settings of one leg (`http2:` on an entrypoint or a service). `None` fields keep
