@@ -117,9 +117,9 @@ fn size(bytes: u64) -> String {
     const KIB: u64 = 1024;
     const MIB: u64 = 1024 * 1024;
     let mut out = String::new();
-    if bytes % MIB == 0 {
+    if bytes & (MIB - 1) == 0 {
         let _ = write!(out, "{}MiB", bytes / MIB);
-    } else if bytes % KIB == 0 {
+    } else if bytes & (KIB - 1) == 0 {
         let _ = write!(out, "{}KiB", bytes / KIB);
     } else {
         let _ = write!(out, "{bytes}");
