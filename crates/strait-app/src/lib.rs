@@ -224,6 +224,8 @@ fn listener_config(entrypoint: &Entrypoint, tls: Option<Arc<TlsListener>>) -> Li
         tls,
         http2: entrypoint.http2.clone(),
         lifecycle: entrypoint.lifecycle.clone(),
+        limits: entrypoint.limits.clone(),
+        path_normalization: entrypoint.path_normalization,
     }
 }
 

@@ -224,10 +224,11 @@ async fn connect_failures_are_retried_elsewhere() {
 async fn a_graceful_restart_under_load_loses_no_call() {
     let mut restarting = TestBackend::start().await;
     let steady = TestBackend::start().await;
-    // A short ejection, so the restarted backend is back in the rotation soon.
+    // Round robin, so both backends surely carry load; a short ejection, so the restarted
+    // backend is back in the rotation soon.
     let strait = start_strait(&config(
         &[restarting.url(), steady.url()],
-        "    outlier_detection: { base_ejection_time: 500ms }\n",
+        "    load_balancer: round_robin\n    outlier_detection: { base_ejection_time: 500ms }\n",
         "",
     ))
     .await;

@@ -18,6 +18,8 @@ use crate::resilience::{
 use crate::size::format_size;
 use crate::validate::{mode_name, url_text};
 
+mod limits;
+
 pub(crate) fn config(config: &Config) -> String {
     let mut out = String::new();
     line(
@@ -61,6 +63,7 @@ pub(crate) fn config(config: &Config) -> String {
         }
         emit_http2(&mut out, &entrypoint.http2);
         emit_lifecycle(&mut out, &entrypoint.lifecycle);
+        limits::emit(&mut out, &entrypoint.limits, entrypoint.path_normalization);
     }
 
     section(&mut out, "routers", config.routers.is_empty());

@@ -13,6 +13,9 @@ use crate::resilience::{
     RouteBreaker, ServiceLimits,
 };
 
+mod limits;
+pub use limits::*;
+
 /// A whole config file, validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -56,6 +59,10 @@ pub struct Entrypoint {
     pub http2: Http2Settings,
     /// Aging out client connections.
     pub lifecycle: Lifecycle,
+    /// Limits against abusive clients (`limits:`).
+    pub limits: Limits,
+    /// Path rewriting before routing (`path_normalization:`).
+    pub path_normalization: PathNormalization,
 }
 
 /// HTTP/2 settings of one leg (`http2:` on an entrypoint or a service). `None` fields keep

@@ -15,6 +15,7 @@ use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
 
 mod lifecycle;
+mod limits;
 mod resilience;
 mod tls;
 
@@ -38,6 +39,8 @@ const ENTRYPOINT_KEYS: &[&str] = &[
     "max_connection_age",
     "max_connection_age_grace",
     "idle_timeout",
+    "limits",
+    "path_normalization",
 ];
 const ROUTER_KEYS: &[&str] = &[
     "entrypoints",
@@ -282,6 +285,7 @@ impl Validator {
             Some((_, value)) => self.http2(&format!("entrypoint `{}`", key.name), value),
         };
         let lifecycle = self.lifecycle(entries, &context);
+        let hardening = self.hardening(entries, http2.as_ref(), &context);
         let (_, value) = self.required(key, entries, "address", &context)?;
         let address = self.address(value, &format!("`address` {context}"))?;
         listeners.push(Listener {
@@ -294,6 +298,8 @@ impl Validator {
             tls: tls?,
             http2: http2?,
             lifecycle: lifecycle?,
+            limits: hardening.0?,
+            path_normalization: hardening.1?,
         };
         name_ok.then_some(entrypoint)
     }

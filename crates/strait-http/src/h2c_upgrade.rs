@@ -24,6 +24,8 @@ use strait_core::{Body, DrainWatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tracing::debug;
 
+use crate::frame_guard::FrameGuard;
+use crate::limits::Enforcer;
 use crate::normalize::is_hop_by_hop;
 use crate::server::Activity;
 use crate::{ConnInfo, Handler};
@@ -49,6 +51,7 @@ pub(crate) fn take<H: Handler>(
     handler: &H,
     conn: &Arc<ConnInfo>,
     drain: &DrainWatch,
+    enforcer: &Arc<Enforcer>,
 ) -> Option<Response<Body>> {
     if !wants_h2c(request) {
         return None;
@@ -56,6 +59,7 @@ pub(crate) fn take<H: Handler>(
     let stream_one = headers_frames(&request_parts(request));
     let on_upgrade = hyper::upgrade::on(request);
     let (handler, conn, drain) = (handler.clone(), conn.clone(), drain.clone());
+    let enforcer = enforcer.clone();
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -79,7 +83,13 @@ pub(crate) fn take<H: Handler>(
                 return;
             }
         };
-        serve_upgraded(Prefixed { prefix, inner: io }, handler, conn, drain).await;
+        let io = crate::server::guarded(
+            Prefixed { prefix, inner: io },
+            &conn,
+            tokio::time::Instant::now(),
+            &enforcer,
+        );
+        serve_upgraded(io, handler, conn, drain, enforcer).await;
     });
     let mut response = Response::new(strait_core::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -118,10 +128,11 @@ fn request_parts(request: &Request<Incoming>) -> Parts {
 }
 
 async fn serve_upgraded<H: Handler>(
-    io: Prefixed<TokioIo<hyper::upgrade::Upgraded>>,
+    io: FrameGuard<Prefixed<TokioIo<hyper::upgrade::Upgraded>>>,
     handler: H,
     conn: Arc<ConnInfo>,
     mut drain: DrainWatch,
+    enforcer: Arc<Enforcer>,
 ) {
     let activity = Activity::new(&conn.listener.lifecycle);
     let service = {
@@ -131,8 +142,9 @@ async fn serve_upgraded<H: Handler>(
             let handler = handler.clone();
             let conn = conn.clone();
             let activity = activity.clone();
+            let enforcer = enforcer.clone();
             async move {
-                let response = handler.handle(request.map(strait_core::boxed), &conn);
+                let response = crate::server::handle(handler, request, conn, enforcer);
                 Ok::<_, Infallible>(activity.track(response).await)
             }
         })

@@ -2,7 +2,10 @@
 //! via `Upgrade: h2c`. This crate and `strait-upstream` are the only ones that touch the HTTP
 //! engines; the [`Handler`] above sees `http::Request<Body>` and answers `Response<Body>`.
 
+mod admit;
+mod frame_guard;
 mod h2c_upgrade;
+mod limits;
 pub mod normalize;
 mod respond;
 mod server;

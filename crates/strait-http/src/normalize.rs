@@ -7,6 +7,8 @@ use http::header::{HeaderName, CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE}
 use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 
+use strait_config::PathNormalization;
+
 use crate::ConnInfo;
 
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
@@ -104,6 +106,60 @@ pub fn to_upstream<B>(request: &mut Request<B>, conn: &ConnInfo) {
     if let Ok(uri) = Uri::from_parts(uri) {
         *request.uri_mut() = uri;
     }
+}
+
+/// The path with dot segments removed (RFC 3986 §5.2.4; `%2e` counts as `.`) and runs of
+/// `/` merged, as `settings` ask; `None` when that changes nothing (or the target is not a
+/// path, like `*`). Applied before routing, so `/public/../admin` is routed, and forwarded,
+/// as `/admin`.
+pub fn normalize_path(path: &str, settings: PathNormalization) -> Option<String> {
+    let rest = path.strip_prefix('/')?;
+    let dots = settings.dot_segments && (path.contains("/.") || path.contains("%2"));
+    let slashes = settings.merge_slashes && path.contains("//");
+    if !dots && !slashes {
+        return None;
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let is_last = i == last;
+        match dot_segment(segment) {
+            Some(dots) if settings.dot_segments => {
+                if dots == 2 {
+                    out.pop();
+                }
+                // `/a/..` is `/`-terminated, like `/a/../`.
+                if is_last {
+                    out.push("");
+                }
+            }
+            _ if settings.merge_slashes && segment.is_empty() && !is_last => {}
+            _ => out.push(segment),
+        }
+    }
+    let normalized = format!("/{}", out.join("/"));
+    (normalized != path).then_some(normalized)
+}
+
+/// 1 for `.`, 2 for `..`, with any dot written `%2e` or `%2E`.
+fn dot_segment(segment: &str) -> Option<u8> {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0u8;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case(b"%2e") {
+            rest = &rest[3..];
+        } else {
+            return None;
+        }
+        dots += 1;
+        if dots > 2 {
+            return None;
+        }
+    }
+    (dots > 0).then_some(dots)
 }
 
 /// Removes what only described the backend's connection.
@@ -219,6 +275,51 @@ mod tests {
         to_upstream(&mut request, &conn("127.0.0.1:1"));
         assert!(!request.headers().contains_key("te"));
         assert_eq!(request.uri(), "/");
+    }
+
+    #[test]
+    fn paths_are_normalized_before_routing() {
+        let both = PathNormalization::default();
+        let cases = [
+            ("/admin/../x", Some("/x")),
+            ("/public/../admin/secret", Some("/admin/secret")),
+            ("/a/./b", Some("/a/b")),
+            ("/a/b/..", Some("/a/")),
+            ("/a/.", Some("/a/")),
+            ("/..", Some("/")),
+            ("/../../etc/passwd", Some("/etc/passwd")),
+            ("//admin", Some("/admin")),
+            ("/a//b///c/", Some("/a/b/c/")),
+            ("/a/%2e%2E/b", Some("/b")),
+            ("/a/.%2e/b", Some("/b")),
+            ("/a/..b/c", None),
+            ("/a/.../c", None),
+            ("/shop.Orders/Place", None),
+            ("/", None),
+            ("*", None),
+            ("/a%2fb", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(normalize_path(path, both).as_deref(), want, "{path}");
+        }
+        let dots_only = PathNormalization {
+            dot_segments: true,
+            merge_slashes: false,
+        };
+        assert_eq!(normalize_path("//a//b", dots_only), None);
+        assert_eq!(
+            normalize_path("/a//../b", dots_only).as_deref(),
+            Some("/a/b")
+        );
+        let slashes_only = PathNormalization {
+            dot_segments: false,
+            merge_slashes: true,
+        };
+        assert_eq!(normalize_path("/a/../b", slashes_only), None);
+        assert_eq!(
+            normalize_path("//a/../b", slashes_only).as_deref(),
+            Some("/a/../b")
+        );
     }
 
     #[test]

@@ -12,14 +12,18 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use strait_config::{AlpnProtocol, Http2Settings, Lifecycle};
+use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, Limits, PathNormalization};
 use strait_core::{Body, DrainWatch};
 use strait_telemetry::{HandshakeResult, Metrics, ObservedBody, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::admit::admit;
+use crate::frame_guard::FrameGuard;
+use crate::limits::{Enforcer, Limit};
 use crate::{h2c_upgrade, ConnInfo, Handler, TlsInfo};
 
 /// Flow-control windows we advertise to clients; see strait-upstream for the reasoning.
@@ -51,6 +55,8 @@ pub struct ListenerConfig {
     pub tls: Option<Arc<TlsListener>>,
     pub http2: Http2Settings,
     pub lifecycle: Lifecycle,
+    pub limits: Limits,
+    pub path_normalization: PathNormalization,
 }
 
 /// Accepts connections on `listener` until `drain` fires, serving each with `handler` and
@@ -65,6 +71,7 @@ pub async fn serve<H: Handler>(
     metrics: Metrics,
     mut drain: DrainWatch,
 ) {
+    let enforcer = Arc::new(Enforcer::new(entrypoint.clone(), metrics.clone()));
     loop {
         let accepted = tokio::select! {
             _ = drain.signaled() => return,
@@ -83,20 +90,37 @@ pub async fn serve<H: Handler>(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
+        let started = Instant::now();
+        let settings = config.load_full();
+        let admitted = match enforcer.admit(remote.ip(), &settings.limits) {
+            Ok(admitted) => admitted,
+            Err(limit) => {
+                // Closed at once: the cheapest answer, and the one that frees the slot.
+                enforcer.fired(limit, remote);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let entrypoint = entrypoint.clone();
-        let settings = config.load_full();
         let handler = handler.clone();
         let drain = drain.clone();
         let metrics = metrics.clone();
+        let enforcer = enforcer.clone();
         tokio::spawn(async move {
+            let _admitted = admitted;
+            let deadline = started + settings.limits.header_read_timeout;
             let Some(tls) = settings.tls.clone() else {
                 // Counted once the first bytes say which protocol it speaks.
                 let mut preface = [0u8; PREFACE.len()];
-                let protocol = match stream.peek(&mut preface).await {
-                    Ok(n) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
-                    Ok(n) if n > 0 => Protocol::H1,
-                    _ => return,
+                let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut preface)).await;
+                let protocol = match peeked {
+                    Ok(Ok(n)) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
+                    Ok(Ok(n)) if n > 0 => Protocol::H1,
+                    Ok(_) => return,
+                    Err(_) => {
+                        enforcer.fired(Limit::HeaderReadTimeout, remote);
+                        return;
+                    }
                 };
                 let _counted = metrics.connection_opened(&entrypoint, protocol);
                 let conn = ConnInfo {
@@ -106,13 +130,25 @@ pub async fn serve<H: Handler>(
                     tls: None,
                     listener: settings,
                 };
-                serve_connection(stream, Arc::new(conn), Protocols::Plaintext, handler, drain)
-                    .await;
+                let conn = Arc::new(conn);
+                if protocol == Protocol::H2c {
+                    let io = guarded(stream, &conn, started, &enforcer);
+                    serve_connection(io, conn, Protocols::Plaintext, handler, drain, enforcer)
+                        .await;
+                } else {
+                    serve_connection(stream, conn, Protocols::Plaintext, handler, drain, enforcer)
+                        .await;
+                }
                 return;
             };
-            let accepted = match tls.accept(stream).await {
-                Ok(accepted) => accepted,
-                Err(e) => {
+            let accepted = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+                Ok(Ok(accepted)) => accepted,
+                Err(_) => {
+                    enforcer.fired(Limit::HeaderReadTimeout, remote);
+                    metrics.tls_handshake(&entrypoint, "", "", HandshakeResult::Timeout);
+                    return;
+                }
+                Ok(Err(e)) => {
                     let result = match &e {
                         HandshakeError::Timeout(_) => HandshakeResult::Timeout,
                         HandshakeError::Refused(why) => {
@@ -158,9 +194,32 @@ pub async fn serve<H: Handler>(
                 }),
                 listener: settings,
             };
-            serve_connection(accepted.stream, Arc::new(conn), protocols, handler, drain).await;
+            let conn = Arc::new(conn);
+            if protocols == Protocols::Http2 {
+                let io = guarded(accepted.stream, &conn, started, &enforcer);
+                serve_connection(io, conn, protocols, handler, drain, enforcer).await;
+            } else {
+                serve_connection(accepted.stream, conn, protocols, handler, drain, enforcer).await;
+            }
         });
     }
+}
+
+/// An HTTP/2 connection behind the flood guard of its entrypoint's limits.
+pub(crate) fn guarded<I>(
+    io: I,
+    conn: &ConnInfo,
+    started: Instant,
+    enforcer: &Arc<Enforcer>,
+) -> FrameGuard<I> {
+    FrameGuard::new(
+        io,
+        &conn.listener.limits,
+        &conn.listener.http2,
+        started,
+        enforcer.clone(),
+        conn.remote,
+    )
 }
 
 async fn serve_connection<H, I>(
@@ -169,19 +228,33 @@ async fn serve_connection<H, I>(
     protocols: Protocols,
     handler: H,
     mut drain: DrainWatch,
+    enforcer: Arc<Enforcer>,
 ) where
     H: Handler,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     configure_h2(&mut builder.http2(), &conn.listener.http2);
+    // Each request's headers (and the idle time before them) must arrive within this.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(conn.listener.limits.header_read_timeout);
     builder = match protocols {
         Protocols::Plaintext => builder,
         Protocols::Http1 => builder.http1_only(),
         Protocols::Http2 => builder.http2_only(),
     };
     let activity = Activity::new(&conn.listener.lifecycle);
-    let service = service(handler, conn.clone(), activity.clone(), drain.clone());
+    let served = Arc::new(AtomicUsize::new(0));
+    let service = service(
+        handler,
+        conn.clone(),
+        activity.clone(),
+        drain.clone(),
+        enforcer.clone(),
+        served.clone(),
+    );
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let result = drive(
@@ -193,6 +266,14 @@ async fn serve_connection<H, I>(
     )
     .await;
     if let Err(e) = result {
+        // An HTTP/1.1 connection that never completed a request head in time; one that
+        // served requests and then sat idle past the timeout is just closed.
+        let header_timeout = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout);
+        if header_timeout && served.load(Ordering::Acquire) == 0 {
+            enforcer.fired(Limit::HeaderReadTimeout, conn.remote);
+        }
         debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
     }
 }
@@ -292,6 +373,8 @@ pub(crate) fn service<H: Handler>(
     conn: Arc<ConnInfo>,
     activity: Arc<Activity>,
     drain: DrainWatch,
+    enforcer: Arc<Enforcer>,
+    served: Arc<AtomicUsize>,
 ) -> impl hyper::service::Service<
     Request<Incoming>,
     Response = Response<Body>,
@@ -302,21 +385,38 @@ pub(crate) fn service<H: Handler>(
     service_fn(move |mut request: Request<Incoming>| {
         let handler = handler.clone();
         let conn = conn.clone();
+        served.fetch_add(1, Ordering::Relaxed);
         let upgrade = if conn.tls.is_none() {
-            h2c_upgrade::take(&mut request, &handler, &conn, &drain)
+            h2c_upgrade::take(&mut request, &handler, &conn, &drain, &enforcer)
         } else {
             None
         };
         let activity = activity.clone();
+        let enforcer = enforcer.clone();
         async move {
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);
             }
             Ok(activity
-                .track(handler.handle(request.map(strait_core::boxed), &conn))
+                .track(handle(handler, request, conn, enforcer))
                 .await)
         }
     })
+}
+
+/// A request through its entrypoint's checks, then to the handler.
+pub(crate) async fn handle<H: Handler>(
+    handler: H,
+    request: Request<Incoming>,
+    conn: Arc<ConnInfo>,
+    enforcer: Arc<Enforcer>,
+) -> Response<Body> {
+    let admitted = match admit(request.map(strait_core::boxed), &conn, &enforcer).await {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let response = handler.handle(admitted.request, &conn).await;
+    admitted.check.finish(response, &conn, &enforcer)
 }
 
 /// Requests open on one client connection, for the idle timeout: a connection is idle when

@@ -86,6 +86,7 @@ struct Inner {
     config_generation: Gauge,
     access_log_dropped: Counter,
     panics: Family<RouterLabels, Counter>,
+    limits_exceeded: Family<LimitLabels, Counter>,
     grpc_names: GrpcNames,
     resilience: resilience::Families,
 }
@@ -180,6 +181,12 @@ struct ReloadLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    entrypoint: Arc<str>,
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouterLabels {
     router: Option<Arc<str>>,
 }
@@ -211,6 +218,7 @@ impl Metrics {
         let config_generation = Gauge::default();
         let access_log_dropped = Counter::default();
         let panics = Family::default();
+        let limits_exceeded = Family::default();
 
         let mut registry = Registry::with_prefix("strait");
         registry.register(
@@ -302,6 +310,11 @@ impl Metrics {
             "Panics caught while handling a request",
             panics.clone(),
         );
+        registry.register(
+            "limit_exceeded",
+            "Clients stopped by a limit (connection closed, GOAWAY or request refused), by limit",
+            limits_exceeded.clone(),
+        );
 
         let resilience = resilience::Families::default();
         resilience.register(&mut registry);
@@ -326,6 +339,7 @@ impl Metrics {
                 config_generation,
                 access_log_dropped,
                 panics,
+                limits_exceeded,
                 grpc_names: GrpcNames::new(),
                 resilience,
             }),
@@ -421,6 +435,18 @@ impl Metrics {
             });
         active.inc();
         StreamGuard { active }
+    }
+
+    /// A client on `entrypoint` went over `limit` (a name from docs/security.md, such as
+    /// `rapid_reset` or `header_read_timeout`) and was stopped.
+    pub fn limit_exceeded(&self, entrypoint: &Arc<str>, limit: &'static str) {
+        self.inner
+            .limits_exceeded
+            .get_or_create(&LimitLabels {
+                entrypoint: entrypoint.clone(),
+                limit,
+            })
+            .inc();
     }
 
     /// A TLS handshake on `entrypoint` ended. `alpn` is the negotiated protocol (`h2`,
