@@ -40,6 +40,9 @@ pub struct Observed {
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub observed: Observed,
+    /// grpc.health.v1 on the backend: the whole server ("") and the echo service start
+    /// SERVING.
+    health: tonic_health::server::HealthReporter,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -110,6 +113,7 @@ impl TestBackend {
         })
         .max_decoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE)
         .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE);
+        let (health, health_service) = tonic_health::server::health_reporter();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).unwrap();
@@ -117,6 +121,7 @@ impl TestBackend {
         let task = tokio::spawn(async move {
             let _ = builder
                 .max_concurrent_streams(max_streams)
+                .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await;
@@ -124,12 +129,25 @@ impl TestBackend {
         TestBackend {
             addr,
             observed,
+            health,
             task,
         }
     }
 
     pub fn url(&self) -> String {
         format!("h2c://{}", self.addr)
+    }
+
+    /// What grpc.health.v1 reports for the whole server ("") and the echo service.
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for name in ["", strait_grpc::echo::SERVICE_NAME] {
+            self.health.set_service_status(name, status).await;
+        }
     }
 
     pub fn calls(&self) -> usize {
