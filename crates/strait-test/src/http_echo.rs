@@ -1,7 +1,7 @@
 //! A plain HTTP backend (HTTP/1.1 and h2c prior knowledge on one port) that answers every
 //! request with a description of what it received, so tests can check what the proxy sent.
-//! A request with `x-test: hang` never gets an answer; [`HttpEcho::set_status`] makes a
-//! path answer another status.
+//! A request with `x-test: hang` gets no answer until [`HttpEcho::release_held`];
+//! [`HttpEcho::set_status`] makes a path answer another status.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -22,6 +22,7 @@ pub struct HttpEcho {
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
     statuses: Statuses,
+    released: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -85,6 +86,7 @@ impl HttpEcho {
         let accepted = connections.clone();
         let statuses = Statuses::default();
         let answers = statuses.clone();
+        let (released, held) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -94,6 +96,7 @@ impl HttpEcho {
                 let counter = counter.clone();
                 let tls = tls.clone();
                 let answers = answers.clone();
+                let held = held.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::SeqCst);
@@ -103,7 +106,7 @@ impl HttpEcho {
                             .get(request.uri().path())
                             .copied()
                             .unwrap_or(200);
-                        describe(request, status)
+                        describe(request, status, held.clone())
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -136,8 +139,14 @@ impl HttpEcho {
             requests,
             connections,
             statuses,
+            released,
             task,
         }
+    }
+
+    /// Answers the `x-test: hang` requests held so far, and every later one at once.
+    pub fn release_held(&self) {
+        self.released.send_replace(true);
     }
 
     /// Requests for `path` get `status` from now on.
@@ -168,13 +177,15 @@ impl HttpEcho {
 async fn describe(
     request: Request<Incoming>,
     status: u16,
+    mut held: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request
         .headers()
         .get("x-test")
         .is_some_and(|v| v.as_bytes() == b"hang")
     {
-        std::future::pending::<()>().await;
+        // Never released: the sender lives as long as the backend.
+        let _ = held.wait_for(|released| *released).await;
     }
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {

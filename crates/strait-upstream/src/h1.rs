@@ -316,6 +316,11 @@ impl Shared {
         if idle.len() < MAX_IDLE {
             idle.push(connection);
         }
+        drop(idle);
+        // A request waiting under the connection limit can take it now.
+        if let Some(limit) = &self.limit {
+            limit.release();
+        }
     }
 
     /// Open, not idle too long, not too old.
