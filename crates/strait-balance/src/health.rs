@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONTENT_TYPE, TE};
+use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri};
 use http_body::Body as _;
 use strait_config::{HealthCheck, HealthCheckKind};
@@ -22,6 +22,8 @@ use crate::state::EndpointState;
 const GRPC_HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 /// `HealthCheckResponse.ServingStatus.SERVING`.
 const SERVING: u64 = 1;
+/// Lets backends tell checks from traffic in their logs.
+const CHECK_USER_AGENT: &str = "strait-health-check";
 /// A health answer is a few bytes; more than this is not read.
 const MAX_BODY: usize = 64 * 1024;
 /// The first check comes within this long of the start (or within the interval, if
@@ -231,6 +233,7 @@ impl Probe {
                 let headers = request.headers_mut();
                 headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
                 headers.insert(TE, HeaderValue::from_static("trailers"));
+                headers.insert(USER_AGENT, HeaderValue::from_static(CHECK_USER_AGENT));
                 let response = send(endpoint, request).await?;
                 grpc_verdict(response).await
             }
@@ -240,6 +243,9 @@ impl Probe {
             } => {
                 let mut request = Request::new(strait_core::empty());
                 *request.uri_mut() = uri(endpoint, path)?;
+                request
+                    .headers_mut()
+                    .insert(USER_AGENT, HeaderValue::from_static(CHECK_USER_AGENT));
                 let response = send(endpoint, request).await?;
                 let status = response.status().as_u16();
                 // Read to the end, so an HTTP/1.1 connection goes back to the pool.

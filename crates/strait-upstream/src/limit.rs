@@ -128,3 +128,62 @@ impl Drop for Slot {
         self.limit.release();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(max_connections: u32, max_pending: Option<u32>) -> Arc<ConnLimit> {
+        let limits = ServiceLimits {
+            max_connections: Some(max_connections),
+            max_pending,
+            ..ServiceLimits::default()
+        };
+        Arc::new(ConnLimit::new(&limits).unwrap())
+    }
+
+    #[test]
+    fn no_limit_without_max_connections() {
+        assert!(ConnLimit::new(&ServiceLimits::default()).is_none());
+    }
+
+    #[test]
+    fn waiters_past_max_pending_are_rejected_until_one_leaves() {
+        let limit = limit(1, Some(2));
+        let first = limit.wait("h2c://a:1").unwrap();
+        let _second = limit.wait("h2c://a:1").unwrap();
+        let err = limit.wait("h2c://a:1").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Overloaded);
+        assert!(err.message().contains("h2c://a:1"), "{err}");
+        assert!(err.message().contains("max_pending: 2"), "{err}");
+        assert_eq!(limit.pending(), 2);
+        drop(first);
+        assert_eq!(limit.pending(), 1);
+        let _third = limit.wait("h2c://a:1").unwrap();
+    }
+
+    #[test]
+    fn without_max_pending_everyone_waits() {
+        let limit = limit(1, None);
+        let waiting: Vec<_> = (0..100).map(|_| limit.wait("x").unwrap()).collect();
+        assert_eq!(limit.pending(), 100);
+        drop(waiting);
+        assert_eq!(limit.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_slot_makes_room_and_wakes_waiters() {
+        let limit = limit(2, None);
+        let a = Slot::take(&limit).unwrap();
+        let _b = Slot::take(&limit).unwrap();
+        assert!(Slot::take(&limit).is_none());
+        let mut freed = std::pin::pin!(limit.freed().notified());
+        freed.as_mut().enable();
+        drop(a);
+        // Enabled before the drop, so the wake-up is not lost.
+        tokio::time::timeout(std::time::Duration::from_secs(5), freed)
+            .await
+            .unwrap();
+        assert!(Slot::take(&limit).is_some());
+    }
+}
