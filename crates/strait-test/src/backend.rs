@@ -50,6 +50,9 @@ pub struct Behaviour {
 pub struct TestBackend {
     pub addr: SocketAddr,
     pub observed: Observed,
+    /// grpc.health.v1 on the backend: the whole server ("") and the echo service start
+    /// SERVING.
+    health: tonic_health::server::HealthReporter,
     task: tokio::task::JoinHandle<()>,
     /// Starts a graceful shutdown (GOAWAY, in-flight calls finish).
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -145,6 +148,7 @@ impl TestBackend {
         })
         .max_decoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE)
         .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE);
+        let (health, health_service) = tonic_health::server::health_reporter();
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).unwrap();
@@ -153,6 +157,7 @@ impl TestBackend {
         let task = tokio::spawn(async move {
             let _ = builder
                 .max_concurrent_streams(max_streams)
+                .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stop.await;
@@ -162,6 +167,7 @@ impl TestBackend {
         TestBackend {
             addr,
             observed,
+            health,
             task,
             shutdown: Some(shutdown),
             max_streams,
@@ -170,6 +176,18 @@ impl TestBackend {
 
     pub fn url(&self) -> String {
         format!("h2c://{}", self.addr)
+    }
+
+    /// What grpc.health.v1 reports for the whole server ("") and the echo service.
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            tonic_health::ServingStatus::Serving
+        } else {
+            tonic_health::ServingStatus::NotServing
+        };
+        for name in ["", strait_grpc::echo::SERVICE_NAME] {
+            self.health.set_service_status(name, status).await;
+        }
     }
 
     pub fn calls(&self) -> usize {

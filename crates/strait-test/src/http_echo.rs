@@ -1,10 +1,13 @@
 //! A plain HTTP backend (HTTP/1.1 and h2c prior knowledge on one port) that answers every
 //! request with a description of what it received, so tests can check what the proxy sent.
+//! A request with `x-test: hang` gets no answer until [`HttpEcho::release_held`];
+//! [`HttpEcho::set_status`] makes a path answer another status.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -18,8 +21,13 @@ pub struct HttpEcho {
     pub addr: SocketAddr,
     requests: Arc<AtomicUsize>,
     connections: Arc<AtomicUsize>,
+    statuses: Statuses,
+    released: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The status a path answers with instead of 200.
+type Statuses = Arc<Mutex<HashMap<String, u16>>>;
 
 impl Drop for HttpEcho {
     fn drop(&mut self) {
@@ -76,6 +84,9 @@ impl HttpEcho {
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         let accepted = connections.clone();
+        let statuses = Statuses::default();
+        let answers = statuses.clone();
+        let (released, held) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -84,10 +95,18 @@ impl HttpEcho {
                 accepted.fetch_add(1, Ordering::SeqCst);
                 let counter = counter.clone();
                 let tls = tls.clone();
+                let answers = answers.clone();
+                let held = held.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
+                    let service = service_fn(move |request: Request<Incoming>| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        describe(request)
+                        let status = answers
+                            .lock()
+                            .unwrap()
+                            .get(request.uri().path())
+                            .copied()
+                            .unwrap_or(200);
+                        describe(request, status, held.clone())
                     });
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -119,8 +138,23 @@ impl HttpEcho {
             addr,
             requests,
             connections,
+            statuses,
+            released,
             task,
         }
+    }
+
+    /// Answers the `x-test: hang` requests held so far, and every later one at once.
+    pub fn release_held(&self) {
+        self.released.send_replace(true);
+    }
+
+    /// Requests for `path` get `status` from now on.
+    pub fn set_status(&self, path: &str, status: u16) {
+        self.statuses
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), status);
     }
 
     /// `http://` (HTTP/1.1) or `h2c://` URL for a strait config.
@@ -140,7 +174,19 @@ impl HttpEcho {
 
 /// The response body lists `version`, `method`, `uri`, each header as `name: value`, then a
 /// blank line and the request body. Response header `x-backend-version` repeats the version.
-async fn describe(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn describe(
+    request: Request<Incoming>,
+    status: u16,
+    mut held: tokio::sync::watch::Receiver<bool>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if request
+        .headers()
+        .get("x-test")
+        .is_some_and(|v| v.as_bytes() == b"hang")
+    {
+        // Never released: the sender lives as long as the backend.
+        let _ = held.wait_for(|released| *released).await;
+    }
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -159,6 +205,7 @@ async fn describe(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
     text.push('\n');
     text.push_str(&String::from_utf8_lossy(&body));
     let response = Response::builder()
+        .status(status)
         .header("x-backend-version", format!("{:?}", parts.version))
         .header("content-type", "text/plain")
         .body(Full::new(Bytes::from(text)))

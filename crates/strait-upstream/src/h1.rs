@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tracing::debug;
 
 use crate::connect::{Learned, Target};
+use crate::limit::{ConnLimit, Slot};
 
 /// Idle connections kept per endpoint; more are closed when their response ends.
 const MAX_IDLE: usize = 64;
@@ -27,6 +28,7 @@ pub(crate) struct Checkout {
     sender: SendRequest<Body>,
     born: Instant,
     reused: bool,
+    slot: Option<Slot>,
 }
 
 /// The HTTP/1.1 connections to one endpoint: one request at a time each, idle ones reused.
@@ -40,6 +42,8 @@ struct Shared {
     target: Target,
     lifecycle: Lifecycle,
     idle: Mutex<Vec<Idle>>,
+    /// `circuit_breakers.max_connections`: past it, requests wait for a connection.
+    limit: Option<Arc<ConnLimit>>,
 }
 
 /// A pooled connection and its times, for `idle_timeout` and `max_connection_age`.
@@ -48,6 +52,7 @@ struct Idle {
     sender: SendRequest<Body>,
     born: Instant,
     since: Instant,
+    slot: Option<Slot>,
 }
 
 pin_project_lite::pin_project! {
@@ -57,6 +62,8 @@ pin_project_lite::pin_project! {
         inner: Incoming,
         sender: Option<SendRequest<Body>>,
         born: Instant,
+        // The connection's place under the connection limit, travelling with `sender`.
+        slot: Option<Slot>,
         pool: Weak<Shared>,
         // Counts the request in flight to the endpoint until the body ends or is dropped.
         in_flight: UpstreamStreamGuard,
@@ -66,11 +73,16 @@ pin_project_lite::pin_project! {
 // === impl H1Pool ===
 
 impl H1Pool {
-    pub(crate) fn new(target: Target, lifecycle: Lifecycle) -> H1Pool {
+    pub(crate) fn new(
+        target: Target,
+        lifecycle: Lifecycle,
+        limit: Option<Arc<ConnLimit>>,
+    ) -> H1Pool {
         let shared = Arc::new(Shared {
             target,
             lifecycle,
             idle: Mutex::new(Vec::new()),
+            limit,
         });
         if let (Some(timeout), Ok(runtime)) = (
             shared.lifecycle.idle_timeout,
@@ -91,19 +103,42 @@ impl H1Pool {
         idle.len()
     }
 
-    /// A connection ready for one request: an idle one, or a new one.
+    /// A connection ready for one request: an idle one, or a new one. Under a connection
+    /// limit, past it, the request waits for one to come back or close.
     pub(crate) async fn checkout(&self) -> Result<Checkout, ProxyError> {
-        match self.take_idle() {
-            Some(idle) => Ok(Checkout {
-                sender: idle.sender,
-                born: idle.born,
-                reused: true,
-            }),
-            None => Ok(Checkout {
-                sender: self.connect().await?,
-                born: Instant::now(),
-                reused: false,
-            }),
+        let Some(limit) = &self.shared.limit else {
+            return match self.take_idle() {
+                Some(idle) => Ok(Checkout::reuse(idle)),
+                None => Ok(Checkout {
+                    sender: self.connect().await?,
+                    born: Instant::now(),
+                    reused: false,
+                    slot: None,
+                }),
+            };
+        };
+        let mut pending = None;
+        loop {
+            let mut freed = std::pin::pin!(limit.freed().notified());
+            freed.as_mut().enable();
+            // Closed idle connections found here give their places back first.
+            if let Some(idle) = self.take_idle() {
+                return Ok(Checkout::reuse(idle));
+            }
+            if let Some(slot) = Slot::take(limit) {
+                // A failed connect drops the slot, which wakes the next waiter.
+                let sender = self.connect().await?;
+                return Ok(Checkout {
+                    sender,
+                    born: Instant::now(),
+                    reused: false,
+                    slot: Some(slot),
+                });
+            }
+            if pending.is_none() {
+                pending = Some(limit.wait(&self.shared.target.label)?);
+            }
+            freed.await;
         }
     }
 
@@ -119,10 +154,13 @@ impl H1Pool {
         let in_flight = target.metrics.upstream_stream_started(&target.label);
         let mut next = Some(checkout);
         loop {
+            // A connection that turns out unusable is dropped with its slot at the end of the
+            // iteration, before the next checkout waits for one.
             let Checkout {
                 mut sender,
                 born,
                 reused,
+                slot,
             } = match next.take() {
                 Some(checkout) => checkout,
                 None => self.checkout().await?,
@@ -140,6 +178,7 @@ impl H1Pool {
                         inner,
                         sender: Some(sender),
                         born,
+                        slot,
                         pool: Arc::downgrade(&self.shared),
                         in_flight,
                     };
@@ -246,14 +285,28 @@ fn to_origin_form(request: Request<Body>, target: &Target) -> Request<Body> {
     Request::from_parts(parts, body)
 }
 
+// === impl Checkout ===
+
+impl Checkout {
+    fn reuse(idle: Idle) -> Checkout {
+        Checkout {
+            sender: idle.sender,
+            born: idle.born,
+            reused: true,
+            slot: idle.slot,
+        }
+    }
+}
+
 // === impl Shared ===
 
 impl Shared {
-    fn give_back(&self, sender: SendRequest<Body>, born: Instant) {
+    fn give_back(&self, sender: SendRequest<Body>, born: Instant, slot: Option<Slot>) {
         let connection = Idle {
             sender,
             born,
             since: Instant::now(),
+            slot,
         };
         // A connection past its age is closed (dropped) rather than reused.
         if !self.usable(&connection) {
@@ -262,6 +315,11 @@ impl Shared {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
             idle.push(connection);
+        }
+        drop(idle);
+        // A request waiting under the connection limit can take it now.
+        if let Some(limit) = &self.limit {
+            limit.release();
         }
     }
 
@@ -310,12 +368,13 @@ impl http_body::Body for PooledBody {
             Some(Err(_)) => {
                 // A broken response leaves the connection in an unknown state.
                 this.sender.take();
+                this.slot.take();
                 false
             }
         };
         if ended {
             if let (Some(sender), Some(pool)) = (this.sender.take(), this.pool.upgrade()) {
-                pool.give_back(sender, *this.born);
+                pool.give_back(sender, *this.born, this.slot.take());
             }
         }
         Poll::Ready(frame)

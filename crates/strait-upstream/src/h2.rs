@@ -17,6 +17,7 @@ use tokio::sync::{oneshot, Notify};
 use tracing::{debug, warn};
 
 use crate::connect::{Learned, Target};
+use crate::limit::ConnLimit;
 
 /// Per-stream flow-control window we advertise to backends. 1 MiB keeps a 16 MiB message
 /// moving without one round trip per 64 KiB; the connection window allows 16 such streams.
@@ -48,6 +49,8 @@ pub(crate) struct H2Pool {
     /// One connect at a time: a burst of requests waits for one new connection instead of
     /// opening one each.
     connecting: tokio::sync::Mutex<()>,
+    /// `circuit_breakers.max_connections`: past it, requests wait for a stream slot.
+    limit: Option<Arc<ConnLimit>>,
 }
 
 #[derive(Debug)]
@@ -69,6 +72,9 @@ struct ConnState {
     leased: AtomicUsize,
     /// Signalled when the last open stream ends.
     quiet: Notify,
+    /// Told whenever a stream ends or the connection closes, so requests waiting under the
+    /// connection limit look for room again.
+    limit: Option<Arc<ConnLimit>>,
 }
 
 /// A stream slot on a connection, ready to send on.
@@ -109,7 +115,12 @@ impl Abandon {
 // === impl H2Pool ===
 
 impl H2Pool {
-    pub(crate) fn new(target: Target, settings: Http2Settings, lifecycle: Lifecycle) -> H2Pool {
+    pub(crate) fn new(
+        target: Target,
+        settings: Http2Settings,
+        lifecycle: Lifecycle,
+        limit: Option<Arc<ConnLimit>>,
+    ) -> H2Pool {
         H2Pool {
             target,
             settings,
@@ -117,6 +128,7 @@ impl H2Pool {
             conns: Mutex::new(Vec::new()),
             learned_max: Arc::new(AtomicUsize::new(0)),
             connecting: tokio::sync::Mutex::new(()),
+            limit,
         }
     }
 
@@ -193,10 +205,42 @@ impl H2Pool {
         if let Some(lease) = self.try_acquire() {
             return Ok(lease);
         }
-        let _connecting = self.connecting.lock().await;
-        if let Some(lease) = self.try_acquire() {
-            return Ok(lease);
+        let Some(limit) = &self.limit else {
+            let _connecting = self.connecting.lock().await;
+            if let Some(lease) = self.try_acquire() {
+                return Ok(lease);
+            }
+            return self.open_leased().await;
+        };
+        // Every connection is full: open another if the limit allows, else wait for a
+        // stream to end or a connection to close.
+        let mut pending = None;
+        loop {
+            let mut freed = std::pin::pin!(limit.freed().notified());
+            freed.as_mut().enable();
+            if let Some(lease) = self.try_acquire() {
+                return Ok(lease);
+            }
+            if self.open_connections() < limit.max_connections() {
+                let _connecting = self.connecting.lock().await;
+                if let Some(lease) = self.try_acquire() {
+                    return Ok(lease);
+                }
+                if self.open_connections() < limit.max_connections() {
+                    return self.open_leased().await;
+                }
+                // Another request opened the last allowed connection meanwhile.
+                continue;
+            }
+            if pending.is_none() {
+                pending = Some(limit.wait(&self.target.label)?);
+            }
+            freed.await;
         }
+    }
+
+    /// Opens a connection and leases its first stream; the caller holds `connecting`.
+    async fn open_leased(&self) -> Result<Lease, ProxyError> {
         let conn = self.connect().await?;
         let lease = Lease::new(conn.clone());
         self.conns
@@ -273,6 +317,7 @@ impl H2Pool {
             served: AtomicBool::new(false),
             leased: AtomicUsize::new(0),
             quiet: Notify::new(),
+            limit: self.limit.clone(),
         });
         let target = self.target.clone();
         let watched = state.clone();
@@ -313,6 +358,9 @@ impl H2Pool {
                 }
             };
             watched.closed.store(true, Ordering::Release);
+            if let Some(limit) = &watched.limit {
+                limit.release();
+            }
             // Opened but never answered anything: as good as a failed connect.
             if !watched.served.load(Ordering::Acquire) {
                 target.handshake_failed();
@@ -383,8 +431,12 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if self.conn.state.active.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.conn.state.quiet.notify_waiters();
+        let state = &self.conn.state;
+        if state.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            state.quiet.notify_waiters();
+        }
+        if let Some(limit) = &state.limit {
+            limit.release();
         }
     }
 }
@@ -438,6 +490,10 @@ impl ConnState {
             _ = idle => None,
         };
         self.closed.store(true, Ordering::Release);
+        // Closed to new streams: under a connection limit, another may open in its place.
+        if let Some(limit) = &self.limit {
+            limit.release();
+        }
         match grace {
             Some(grace) => {
                 let _ = tokio::time::timeout(grace, self.until_quiet()).await;

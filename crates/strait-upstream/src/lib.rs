@@ -8,6 +8,7 @@ mod backoff;
 mod connect;
 mod h1;
 mod h2;
+mod limit;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
 
 use crate::connect::{Learned, Target};
+use crate::limit::ConnLimit;
 
 /// A connection ready for one request, of the protocol the endpoint speaks.
 enum Ready {
@@ -33,6 +35,9 @@ pub struct Endpoint {
     label: Arc<str>,
     target: Target,
     pool: Pool,
+    /// The service's `circuit_breakers.max_connections` / `max_pending`, shared by both
+    /// pools of an `https://` endpoint.
+    limit: Option<Arc<ConnLimit>>,
 }
 
 #[derive(Debug)]
@@ -47,7 +52,8 @@ enum Pool {
 
 impl Endpoint {
     /// `tls` is the service's connector, required for `https://` URLs and unused otherwise;
-    /// `http2` applies to its HTTP/2 connections.
+    /// `http2` applies to its HTTP/2 connections; `limits` gives the connection layer of the
+    /// circuit breakers (`max_connections`, `max_pending`, per endpoint).
     pub fn new(
         url: &UpstreamUrl,
         tls: Option<&UpstreamConnector>,
@@ -77,22 +83,26 @@ impl Endpoint {
             tls,
             metrics.clone(),
         );
-        let pool = match url.scheme {
-            UpstreamScheme::H2c => Pool::H2(h2::H2Pool::new(
+        let limit = ConnLimit::new(limits).map(Arc::new);
+        let h2 = || {
+            h2::H2Pool::new(
                 target.clone(),
                 http2.clone(),
                 lifecycle.clone(),
-            )),
-            UpstreamScheme::Http => Pool::H1(h1::H1Pool::new(target.clone(), lifecycle.clone())),
-            UpstreamScheme::Https => Pool::Tls(
-                h2::H2Pool::new(target.clone(), http2.clone(), lifecycle.clone()),
-                h1::H1Pool::new(target.clone(), lifecycle.clone()),
-            ),
+                limit.clone(),
+            )
+        };
+        let h1 = || h1::H1Pool::new(target.clone(), lifecycle.clone(), limit.clone());
+        let pool = match url.scheme {
+            UpstreamScheme::H2c => Pool::H2(h2()),
+            UpstreamScheme::Http => Pool::H1(h1()),
+            UpstreamScheme::Https => Pool::Tls(h2(), h1()),
         };
         Endpoint {
             label,
             target,
             pool,
+            limit,
         }
     }
 
@@ -106,6 +116,8 @@ impl Endpoint {
     /// already be gone.
     /// Each pool counts the request in flight from when it is sent until its response body
     /// ends, in the body it returns (no wrapper of its own).
+    /// Under `circuit_breakers.max_connections` the request may wait for room; past
+    /// `max_pending` waiting requests it fails at once with [`ErrorKind::Overloaded`].
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
         let grpc = strait_grpc::is_grpc(request.headers());
         match &self.pool {
@@ -162,6 +174,12 @@ impl Endpoint {
     /// The host and port the endpoint's connections go to.
     pub fn address(&self) -> (&str, u16) {
         self.target.address()
+    }
+
+    /// Requests waiting for a stream or connection under `circuit_breakers.max_connections`
+    /// (for tests and the admin API).
+    pub fn pending_requests(&self) -> usize {
+        self.limit.as_ref().map_or(0, |limit| limit.pending())
     }
 
     /// Open connections to this endpoint (for tests and the admin API).
