@@ -38,8 +38,6 @@ pub struct CallContext<'a> {
 }
 
 /// Why a request got no response from the service.
-// Returned once per failed request, never stored: boxing the request would cost more.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Failure {
     /// strait turned it away before sending anything (a limit, no healthy endpoint): the

@@ -59,7 +59,7 @@ impl Endpoint {
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
         lifecycle: &Lifecycle,
-        _limits: &ServiceLimits,
+        limits: &ServiceLimits,
         metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
