@@ -77,6 +77,7 @@ impl AdminApi for AdminHandle {
                             "weight": weight,
                             "open_connections": endpoint.open_connections(),
                             "active_requests": state.active(),
+                            "pending_requests": endpoint.pending_requests(),
                             "healthy": state.is_healthy(),
                             "ejected": service.is_ejected(i),
                         })

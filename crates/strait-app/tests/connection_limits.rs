@@ -72,6 +72,15 @@ async fn http2_requests_wait_for_a_stream_on_the_one_allowed_connection() {
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("max_pending"), "{status:?}");
     assert_eq!(backend.calls(), 3, "nothing more reached the backend");
+    let metrics = strait.metrics().encode();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("strait_rejected_requests_total")
+                && l.contains("reason=\"max_pending\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
 
     for call in hung {
         call.abort();
