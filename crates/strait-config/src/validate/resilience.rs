@@ -369,19 +369,13 @@ impl Validator {
         );
         let percent = self.count_or(entries, "max_ejection_percent", context, 50, 0..=100);
         let statuses = self.codes_or(entries, "grpc_statuses", context);
-        let mut ok = true;
-        if let (Some(base), Some(max), Some((key, _))) =
-            (base, max, get(entries, "max_ejection_time"))
-        {
-            if max < base {
-                self.report_hint(
-                    key.loc,
-                    format!("`max_ejection_time` {context} is shorter than `base_ejection_time`"),
-                    "ejections start at base_ejection_time and grow up to max_ejection_time",
-                );
-                ok = false;
-            }
-        }
+        let ok = self.not_shorter(
+            entries,
+            ("base_ejection_time", base),
+            ("max_ejection_time", max),
+            context,
+            "ejections start at base_ejection_time and grow up to max_ejection_time",
+        );
         let detection = OutlierDetection {
             enabled: enabled?,
             consecutive_failures: consecutive?,
@@ -608,17 +602,13 @@ impl Validator {
             None => Some(64 << 10),
             Some((_, node)) => self.size(node, "buffer", context, &BUFFER),
         };
-        let mut ok = true;
-        if let (Some(base), Some(max), Some((key, _))) = (base, max, get(entries, "backoff_max")) {
-            if max < base {
-                self.report_hint(
-                    key.loc,
-                    format!("`backoff_max` {context} is shorter than `backoff_base`"),
-                    "backoff starts at backoff_base and doubles up to backoff_max",
-                );
-                ok = false;
-            }
-        }
+        let ok = self.not_shorter(
+            entries,
+            ("backoff_base", base),
+            ("backoff_max", max),
+            context,
+            "backoff starts at backoff_base and doubles up to backoff_max",
+        );
         let policy = RetryPolicy {
             attempts: attempts?,
             retry_on: retry_on?,
@@ -821,6 +811,29 @@ impl Validator {
     }
 
     // --- small readers ---
+
+    /// False (and reported at `high`'s key) when `high` is shorter than `low`.
+    fn not_shorter(
+        &mut self,
+        entries: &Entries,
+        (low_key, low): (&str, Option<Duration>),
+        (high_key, high): (&str, Option<Duration>),
+        context: &str,
+        hint: &str,
+    ) -> bool {
+        let (Some(low), Some(high), Some((key, _))) = (low, high, get(entries, high_key)) else {
+            return true;
+        };
+        if high >= low {
+            return true;
+        }
+        self.report_hint(
+            key.loc,
+            format!("`{high_key}` {context} is shorter than `{low_key}`"),
+            hint,
+        );
+        false
+    }
 
     /// One of `choices`, by index.
     fn choice(&mut self, node: &Node, key: &str, context: &str, choices: &[&str]) -> Option<usize> {
