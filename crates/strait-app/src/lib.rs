@@ -232,8 +232,7 @@ impl strait_http::Handler for BoxedHandler {
         &self,
         request: http::Request<strait_core::Body>,
         conn: &Arc<strait_http::ConnInfo>,
-    ) -> impl std::future::Future<Output = http::Response<strait_core::Body>> + Send + 'static
-    {
+    ) -> impl std::future::Future<Output = http::Response<strait_core::Body>> + Send + 'static {
         Box::pin(self.0.handle(request, conn))
     }
 }
