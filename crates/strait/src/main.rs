@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "strait",
@@ -179,11 +183,7 @@ fn run(path: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
         || std::thread::available_parallelism().map_or(1, usize::from),
         usize::from,
     );
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime(workers) {
         Ok(runtime) => runtime,
         Err(e) => {
             error!("cannot start the runtime with {workers} workers: {e}");
@@ -243,6 +243,23 @@ fn run(path: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
             }
         }
     })
+}
+
+/// One worker runs everything on the calling thread: a current-thread runtime has no
+/// cross-thread wake-ups and no work-stealing queues, and measured +47% req/s per core over a
+/// one-worker multi-thread runtime (BENCHMARKS.md). More workers share one multi-thread
+/// runtime.
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
