@@ -46,13 +46,13 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(normalize_path(&normalized, settings), None, "{path}");
     }
 
-    let conn = ConnInfo {
-        entrypoint: Arc::from("web"),
-        remote: "192.0.2.1:1234".parse().expect("literal address"),
-        local: "127.0.0.1:8080".parse().expect("literal address"),
-        tls: None,
-        listener: Arc::new(ListenerConfig::default()),
-    };
+    let conn = ConnInfo::new(
+        Arc::from("web"),
+        "192.0.2.1:1234".parse().expect("literal address"),
+        "127.0.0.1:8080".parse().expect("literal address"),
+        None,
+        Arc::new(ListenerConfig::default()),
+    );
     to_upstream(&mut request, &conn);
     let headers = request.headers();
     for gone in [

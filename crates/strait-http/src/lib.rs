@@ -31,6 +31,29 @@ pub struct ConnInfo {
     pub tls: Option<TlsInfo>,
     /// The listener settings the connection was accepted with.
     pub listener: Arc<ListenerConfig>,
+    /// The client's address as `x-forwarded-for` and `forwarded` write it, made once per
+    /// connection rather than per request.
+    pub(crate) forwarded: normalize::ForwardedFor,
+}
+
+impl ConnInfo {
+    pub fn new(
+        entrypoint: Arc<str>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        tls: Option<TlsInfo>,
+        listener: Arc<ListenerConfig>,
+    ) -> ConnInfo {
+        let forwarded = normalize::ForwardedFor::new(remote.ip(), tls.is_some());
+        ConnInfo {
+            entrypoint,
+            remote,
+            local,
+            tls,
+            listener,
+            forwarded,
+        }
+    }
 }
 
 /// What the TLS handshake of a client connection negotiated.

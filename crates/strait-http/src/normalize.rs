@@ -167,34 +167,71 @@ pub fn from_upstream<B>(response: &mut Response<B>) {
     strip_hop_by_hop(response.headers_mut());
 }
 
+/// The client's part of the forwarding headers, made once per connection.
+#[derive(Debug)]
+pub(crate) struct ForwardedFor {
+    /// The client's IP, as `x-forwarded-for` lists it.
+    ip: HeaderValue,
+    /// `for=<node>;proto=<proto>`, the start of this hop's `forwarded` element.
+    element: String,
+    proto: &'static str,
+}
+
+impl ForwardedFor {
+    pub(crate) fn new(ip: IpAddr, tls: bool) -> ForwardedFor {
+        let proto = if tls { "https" } else { "http" };
+        let node = match ip {
+            IpAddr::V4(ip) => ip.to_string(),
+            IpAddr::V6(ip) => format!("\"[{ip}]\""),
+        };
+        ForwardedFor {
+            // An IP address's text is always a valid header value.
+            ip: HeaderValue::from_str(&ip.to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            element: format!("for={node};proto={proto}"),
+            proto,
+        }
+    }
+}
+
 fn add_forwarded(headers: &mut HeaderMap, conn: &ConnInfo, authority: Option<&Authority>) {
-    let ip = conn.remote.ip();
+    let ours = &conn.forwarded;
     let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {ip}"),
-        None => ip.to_string(),
+        Some(existing) => HeaderValue::from_str(&format!(
+            "{existing}, {}",
+            ours.ip.to_str().unwrap_or_default()
+        ))
+        .ok(),
+        None => Some(ours.ip.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    if let Some(value) = xff {
         headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    let proto = if conn.tls.is_some() { "https" } else { "http" };
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(proto));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(ours.proto),
+    );
     if let Some(authority) = authority {
         if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
             headers.insert(X_FORWARDED_HOST.clone(), value);
         }
     }
-    let node = match ip {
-        IpAddr::V4(ip) => ip.to_string(),
-        IpAddr::V6(ip) => format!("\"[{ip}]\""),
-    };
-    let mut element = format!("for={node};proto={proto}");
-    if let Some(authority) = authority {
-        element.push_str(&format!(";host=\"{}\"", authority.as_str()));
+    let existing = headers.get(&FORWARDED).and_then(|v| v.to_str().ok());
+    let mut forwarded = String::with_capacity(
+        existing.map_or(0, |e| e.len() + 2)
+            + ours.element.len()
+            + authority.map_or(0, |a| a.as_str().len() + 8),
+    );
+    if let Some(existing) = existing {
+        forwarded.push_str(existing);
+        forwarded.push_str(", ");
     }
-    let forwarded = match headers.get(&FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {element}"),
-        None => element,
-    };
+    forwarded.push_str(&ours.element);
+    if let Some(authority) = authority {
+        forwarded.push_str(";host=\"");
+        forwarded.push_str(authority.as_str());
+        forwarded.push('"');
+    }
     if let Ok(value) = HeaderValue::from_str(&forwarded) {
         headers.insert(FORWARDED.clone(), value);
     }
@@ -207,13 +244,13 @@ mod tests {
     use super::*;
 
     fn conn(remote: &str) -> ConnInfo {
-        ConnInfo {
-            entrypoint: Arc::from("web"),
-            remote: remote.parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            tls: None,
-            listener: Arc::new(crate::ListenerConfig::default()),
-        }
+        ConnInfo::new(
+            Arc::from("web"),
+            remote.parse().unwrap(),
+            "127.0.0.1:8080".parse().unwrap(),
+            None,
+            Arc::new(crate::ListenerConfig::default()),
+        )
     }
 
     #[test]

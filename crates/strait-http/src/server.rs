@@ -123,13 +123,7 @@ pub async fn serve<H: Handler>(
                     }
                 };
                 let _counted = metrics.connection_opened(&entrypoint, protocol);
-                let conn = ConnInfo {
-                    entrypoint,
-                    remote,
-                    local,
-                    tls: None,
-                    listener: settings,
-                };
+                let conn = ConnInfo::new(entrypoint, remote, local, None, settings);
                 let conn = Arc::new(conn);
                 if protocol == Protocol::H2c {
                     let io = guarded(stream, &conn, started, &enforcer);
@@ -182,18 +176,18 @@ pub async fn serve<H: Handler>(
                 None if tls.alpn().contains(&AlpnProtocol::Http11) => Protocols::Http1,
                 None => Protocols::Http2,
             };
-            let conn = ConnInfo {
+            let conn = ConnInfo::new(
                 entrypoint,
                 remote,
                 local,
-                tls: Some(TlsInfo {
+                Some(TlsInfo {
                     alpn: accepted.alpn,
                     version: accepted.version,
                     sni: accepted.sni,
                     client: accepted.client,
                 }),
-                listener: settings,
-            };
+                settings,
+            );
             let conn = Arc::new(conn);
             if protocols == Protocols::Http2 {
                 let io = guarded(accepted.stream, &conn, started, &enforcer);
