@@ -621,28 +621,111 @@ async fn http1_smuggling_attempts_never_reach_the_backend() {
     }
 }
 
-/// Content-Length with Transfer-Encoding: the body is read as chunked (RFC 9112 §6.1),
-/// Content-Length never goes upstream, and the connection closes after the answer, so what
-/// the Content-Length reading would have made a second request is never one.
+/// Content-Length with Transfer-Encoding, in either order and any casing: hyper alone would
+/// read the body as chunked, drop the Content-Length and serve the request; strait's
+/// HTTP/1.1 guard answers 400 with `connection: close` and closes the connection before the
+/// head reaches hyper, so the backend never sees it. Other clients are still served.
 #[tokio::test]
-async fn content_length_with_transfer_encoding_cannot_smuggle_a_request() {
+async fn content_length_with_transfer_encoding_is_refused_and_closed() {
+    let setup = Setup::start_with("", "http").await;
+    let cases = [
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
+         0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\ntransfer-encoding: chunked\r\nCONTENT-LENGTH: 4\r\n\r\n\
+         0\r\n\r\n",
+    ];
+    for request in cases {
+        let mut tcp = TcpStream::connect(setup.addr()).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let response = until_closed(&mut tcp).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+        assert!(has_header(&response, "connection: close"), "{response}");
+        assert!(!response.contains("/smuggled"), "{response}");
+    }
+    assert_eq!(
+        setup.http.requests(),
+        0,
+        "a CL+TE request reached the backend"
+    );
+    assert!(setup.exceeded("http1_framing").await >= 2.0);
+
+    let (status, _) = http1(setup.addr(), "GET", "/fine", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(setup.http.requests(), 1);
+}
+
+/// On a keep-alive connection the guard follows the chunked body of a good request and
+/// catches the CL+TE request after it.
+#[tokio::test]
+async fn content_length_with_transfer_encoding_is_refused_after_a_chunked_request() {
     let setup = Setup::start_with("", "http").await;
     let mut tcp = TcpStream::connect(setup.addr()).await.unwrap();
     tcp.write_all(
-        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n\
-          0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"POST /first HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n",
     )
     .await
     .unwrap();
+    let first = one_response(&mut tcp).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains("hello"), "{first}");
+
+    tcp.write_all(
+        b"POST /second HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n\
+          0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let second = until_closed(&mut tcp).await;
+    assert!(second.starts_with("HTTP/1.1 400"), "{second}");
+    assert!(has_header(&second, "connection: close"), "{second}");
+    assert_eq!(setup.http.requests(), 1);
+}
+
+/// Reads until the server closes the connection (cleanly: a reset fails the test).
+async fn until_closed(tcp: &mut TcpStream) -> String {
     let mut response = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut response))
         .await
-        .expect("connection closed after the answer")
-        .ok();
-    let response = String::from_utf8_lossy(&response);
-    assert!(!response.contains("/smuggled"), "{response}");
-    assert!(!response.contains("content-length: 4"), "{response}");
-    assert!(setup.http.requests() <= 1);
+        .expect("the connection was kept open")
+        .expect("the connection was reset instead of closed");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// Reads one response with a `content-length` or chunked body from a kept-alive connection.
+async fn one_response(tcp: &mut TcpStream) -> String {
+    let mut response = Vec::new();
+    let read = async {
+        loop {
+            let text = String::from_utf8_lossy(&response).into_owned();
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head.lines().find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                });
+                let done = match length {
+                    Some(length) => body.len() >= length,
+                    None => body.ends_with("0\r\n\r\n"),
+                };
+                if done {
+                    return text;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed mid-response: {text}");
+            response.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read)
+        .await
+        .expect("no complete response")
+}
+
+fn has_header(response: &str, header: &str) -> bool {
+    let head = response.split("\r\n\r\n").next().unwrap_or_default();
+    head.lines().any(|l| l.eq_ignore_ascii_case(header))
 }
 
 /// HTTP/2 requests the protocol calls malformed: the stream is reset with PROTOCOL_ERROR

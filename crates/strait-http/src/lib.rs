@@ -4,6 +4,7 @@
 
 mod admit;
 mod frame_guard;
+mod h1_guard;
 mod h2c_upgrade;
 mod limits;
 pub mod normalize;

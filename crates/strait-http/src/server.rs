@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::admit::admit;
 use crate::frame_guard::FrameGuard;
+use crate::h1_guard::H1Guard;
 use crate::limits::{Enforcer, Limit};
 use crate::{h2c_upgrade, ConnInfo, Handler, TlsInfo};
 
@@ -130,7 +131,8 @@ pub async fn serve<H: Handler>(
                     serve_connection(io, conn, Protocols::Plaintext, handler, drain, enforcer)
                         .await;
                 } else {
-                    serve_connection(stream, conn, Protocols::Plaintext, handler, drain, enforcer)
+                    let io = H1Guard::new(stream, enforcer.clone(), remote);
+                    serve_connection(io, conn, Protocols::Plaintext, handler, drain, enforcer)
                         .await;
                 }
                 return;
@@ -193,7 +195,8 @@ pub async fn serve<H: Handler>(
                 let io = guarded(accepted.stream, &conn, started, &enforcer);
                 serve_connection(io, conn, protocols, handler, drain, enforcer).await;
             } else {
-                serve_connection(accepted.stream, conn, protocols, handler, drain, enforcer).await;
+                let io = H1Guard::new(accepted.stream, enforcer.clone(), remote);
+                serve_connection(io, conn, protocols, handler, drain, enforcer).await;
             }
         });
     }
