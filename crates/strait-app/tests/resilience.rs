@@ -699,3 +699,27 @@ async fn delays_are_injected() {
         Some(1.0)
     );
 }
+
+/// A call whose client gives up before the answer leaves no trace in the endpoint's load:
+/// P2C and least_request would otherwise avoid the endpoint for good.
+#[tokio::test]
+async fn a_cancelled_call_is_not_counted_in_flight_forever() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config(&[backend.url()], "", "")).await;
+    let mut client = client(&strait).await;
+    let mut hang = Request::new(EchoRequest::default());
+    hang.metadata_mut().insert("x-test", "hang".parse().unwrap());
+    let call = tokio::spawn(async move { client.unary(hang).await });
+    let service = strait.proxy().services()[0].clone();
+    assert_eventually!(
+        service.endpoint_states()[0].active() == 1,
+        Duration::from_secs(10),
+        "the hanging call is in flight"
+    );
+    call.abort();
+    assert_eventually!(
+        service.endpoint_states()[0].active() == 0,
+        Duration::from_secs(10),
+        "the cancelled call is no longer counted"
+    );
+}

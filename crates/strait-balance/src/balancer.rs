@@ -277,18 +277,14 @@ mod tests {
             .count();
         assert_eq!(fast, 100);
         // Load counts too: 60 requests in flight on the fast one make it the costlier.
-        for _ in 0..60 {
-            s[0].started();
-        }
+        let _busy: Vec<_> = (0..60).map(|_| s[0].started()).collect();
         assert_eq!(balancer.pick(&s, w, &[0, 1], None, now), 1);
     }
 
     #[test]
     fn least_request_picks_the_idlest() {
         let s = states(3);
-        s[0].started();
-        s[0].started();
-        s[2].started();
+        let _busy = [s[0].started(), s[0].started(), s[2].started()];
         let w: &[u32] = &[1, 1, 1];
         let balancer = Balancer::new(&LoadBalancer::LeastRequest, &[1, 1, 1]);
         for _ in 0..20 {

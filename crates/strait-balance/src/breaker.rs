@@ -34,9 +34,13 @@ enum Mode {
 }
 
 /// A request let through the breaker; its verdict goes back through [`RouteBreaker::record`].
+/// Dropped without a verdict (the client went away first), it counts as neutral, so a
+/// half-open breaker gets its probe slot back.
 #[derive(Debug)]
 pub struct Ticket {
+    breaker: Arc<RouteBreaker>,
     probe: bool,
+    open: bool,
 }
 
 // === impl RouteBreaker ===
@@ -60,11 +64,16 @@ impl RouteBreaker {
     }
 
     /// Lets a request through, or `None` while open (or half-open with all probes out).
-    pub fn admit(&self) -> Option<Ticket> {
+    pub fn admit(self: &Arc<Self>) -> Option<Ticket> {
+        let ticket = |probe| Ticket {
+            breaker: self.clone(),
+            probe,
+            open: true,
+        };
         let now = Instant::now();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.mode {
-            Mode::Closed => Some(Ticket { probe: false }),
+            Mode::Closed => Some(ticket(false)),
             Mode::Open { until } if now < until => None,
             Mode::Open { .. } => {
                 state.mode = Mode::HalfOpen {
@@ -72,14 +81,14 @@ impl RouteBreaker {
                     succeeded: 0,
                 };
                 self.changed(BreakerState::HalfOpen, "probing with a few requests");
-                Some(Ticket { probe: true })
+                Some(ticket(true))
             }
             Mode::HalfOpen {
                 ref mut admitted, ..
             } => {
                 if *admitted < self.config.half_open_requests {
                     *admitted += 1;
-                    Some(Ticket { probe: true })
+                    Some(ticket(true))
                 } else {
                     None
                 }
@@ -88,15 +97,10 @@ impl RouteBreaker {
     }
 
     /// A request let through by `ticket` ended with `verdict`.
-    pub fn record(&self, ticket: Ticket, verdict: Verdict) {
+    pub fn record(&self, mut ticket: Ticket, verdict: Verdict) {
+        ticket.open = false;
         if verdict == Verdict::Neutral {
-            // A probe that says nothing frees its slot for another.
-            if ticket.probe {
-                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-                if let Mode::HalfOpen { admitted, .. } = &mut state.mode {
-                    *admitted = admitted.saturating_sub(1);
-                }
-            }
+            self.release(ticket.probe);
             return;
         }
         let now = Instant::now();
@@ -143,6 +147,16 @@ impl RouteBreaker {
         }
     }
 
+    /// A probe that says nothing frees its slot for another.
+    fn release(&self, probe: bool) {
+        if probe {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Mode::HalfOpen { admitted, .. } = &mut state.mode {
+                *admitted = admitted.saturating_sub(1);
+            }
+        }
+    }
+
     pub fn state(&self) -> BreakerState {
         match self
             .state
@@ -170,6 +184,14 @@ impl RouteBreaker {
     }
 }
 
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.open {
+            self.breaker.release(self.probe);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -189,7 +211,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_half_opens_and_closes() {
-        let breaker = RouteBreaker::new("r".into(), &config(), &Metrics::new());
+        let breaker = Arc::new(RouteBreaker::new("r".into(), &config(), &Metrics::new()));
         // Three failures of three: below minimum_requests, still closed.
         for _ in 0..3 {
             let t = breaker.admit().unwrap();
@@ -214,7 +236,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_probe_opens_again() {
-        let breaker = RouteBreaker::new("r".into(), &config(), &Metrics::new());
+        let breaker = Arc::new(RouteBreaker::new("r".into(), &config(), &Metrics::new()));
         for _ in 0..4 {
             let t = breaker.admit().unwrap();
             breaker.record(t, Verdict::Failure);
@@ -232,8 +254,28 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_client_left_frees_its_slot() {
+        let breaker = Arc::new(RouteBreaker::new("r".into(), &config(), &Metrics::new()));
+        for _ in 0..4 {
+            let t = breaker.admit().unwrap();
+            breaker.record(t, Verdict::Failure);
+        }
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let a = breaker.admit().unwrap();
+        let b = breaker.admit().unwrap();
+        assert!(breaker.admit().is_none());
+        drop(a);
+        let c = breaker
+            .admit()
+            .expect("the dropped probe's slot is free again");
+        breaker.record(b, Verdict::Success);
+        breaker.record(c, Verdict::Success);
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn successes_keep_it_closed() {
-        let breaker = RouteBreaker::new("r".into(), &config(), &Metrics::new());
+        let breaker = Arc::new(RouteBreaker::new("r".into(), &config(), &Metrics::new()));
         for i in 0..100 {
             let t = breaker.admit().unwrap();
             breaker.record(

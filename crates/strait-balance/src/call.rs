@@ -16,6 +16,7 @@ use crate::limits::Admission;
 use crate::outcome::{self, Ending, Verdict};
 use crate::replay::Replay;
 use crate::retry::{Reason, Retries, RetryPermit};
+use crate::state::InFlight;
 use crate::Pick;
 use crate::Service;
 
@@ -58,8 +59,9 @@ pub struct Completion {
     service: Arc<Service>,
     index: usize,
     _admission: Option<Admission>,
+    /// Counts the request in flight on the endpoint until the stream ends.
+    in_flight: Option<InFlight>,
     tries: u32,
-    open: bool,
 }
 
 // === impl Service ===
@@ -123,7 +125,7 @@ impl Service {
                     .insert(PREVIOUS_ATTEMPTS.clone(), HeaderValue::from(tries - 1));
             }
 
-            state.started();
+            let mut in_flight = Some(state.started());
             let sent_at = Instant::now();
             let per_try = cx.retries.per_try_timeout().map(|t| sent_at + t);
             let until = match (per_try, cx.deadline) {
@@ -152,13 +154,6 @@ impl Service {
                 None => sent.await,
             };
             let now = Instant::now();
-            let mut completion = |tries| Completion {
-                service: self.clone(),
-                index: pick.index,
-                _admission: admission.take(),
-                tries,
-                open: true,
-            };
             let (reason, outcome, verdict) = match result {
                 Ok(response) => {
                     state.observe(now - sent_at, now);
@@ -169,7 +164,8 @@ impl Service {
                             .on_response(response.status(), grpc_status, cx.grpc)
                     else {
                         replay.finish();
-                        return Ok((response, completion(tries)));
+                        let done = self.completion(pick.index, &mut admission, in_flight, tries);
+                        return Ok((response, done));
                     };
                     let head = Ending {
                         http_status: Some(response.status().as_u16()),
@@ -182,7 +178,7 @@ impl Service {
                 // The endpoint's connection limits turned it away before sending: the
                 // request comes back whole, for the router's fallback.
                 Err(error) if error.kind() == ErrorKind::Overloaded && replay.can_replay() => {
-                    state.ended();
+                    drop(in_flight);
                     self.metrics.rejected(&self.name, "max_pending");
                     return Err(Failure::Rejected {
                         request: Box::new(rebuild(&parts, &replay)),
@@ -195,7 +191,7 @@ impl Service {
                     match cx.retries.on_error(&error) {
                         Some(reason) => (reason, Err(error), verdict),
                         None => {
-                            state.ended();
+                            drop(in_flight);
                             self.judge(pick.index, verdict);
                             replay.finish();
                             return Err(Failure::Failed { error, tries });
@@ -211,16 +207,20 @@ impl Service {
                     return match outcome {
                         // The answer that was worth a retry is the answer after all; its
                         // stream's end is judged like any other.
-                        Ok(response) => Ok((response, completion(tries))),
+                        Ok(response) => {
+                            let done =
+                                self.completion(pick.index, &mut admission, in_flight, tries);
+                            Ok((response, done))
+                        }
                         Err(error) => {
-                            state.ended();
+                            drop(in_flight);
                             self.judge(pick.index, verdict);
                             Err(Failure::Failed { error, tries })
                         }
                     };
                 }
                 Ok((next, permit, wait)) => {
-                    state.ended();
+                    drop(in_flight.take());
                     self.judge(pick.index, verdict);
                     drop(outcome);
                     self.metrics.retried(cx.router, reason.on.as_str());
@@ -285,6 +285,22 @@ impl Service {
         Ok((next, permit, wait))
     }
 
+    fn completion(
+        self: &Arc<Self>,
+        index: usize,
+        admission: &mut Option<Admission>,
+        in_flight: Option<InFlight>,
+        tries: u32,
+    ) -> Completion {
+        Completion {
+            service: self.clone(),
+            index,
+            _admission: admission.take(),
+            in_flight,
+            tries,
+        }
+    }
+
     /// Feeds a verdict on endpoint `index` to outlier detection.
     fn judge(&self, index: usize, verdict: Verdict) {
         let Some(endpoint) = self.endpoints.get(index) else {
@@ -326,18 +342,9 @@ impl Completion {
 
     /// The response stream ended this way: the verdict goes to outlier detection.
     pub fn finish(mut self, ending: &Ending) -> Verdict {
-        self.open = false;
-        self.service.states[self.index].ended();
+        drop(self.in_flight.take());
         let verdict = outcome::of_ending(ending, self.service.outlier.failing_statuses());
         self.service.judge(self.index, verdict);
         verdict
-    }
-}
-
-impl Drop for Completion {
-    fn drop(&mut self) {
-        if self.open {
-            self.service.states[self.index].ended();
-        }
     }
 }

@@ -2,7 +2,7 @@
 //! latency, whether active health checks pass, and whether outlier detection ejected it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -26,6 +26,11 @@ pub struct EndpointState {
     ewma: Mutex<Ewma>,
     pub(crate) outlier: Mutex<OutlierCounts>,
 }
+
+/// Counts one request in flight on an endpoint until dropped, however the request ends
+/// (answered, failed, or its client gone mid-try).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<EndpointState>);
 
 #[derive(Debug)]
 struct Ewma {
@@ -65,12 +70,9 @@ impl EndpointState {
         self.active.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn started(&self) {
+    pub(crate) fn started(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn ended(&self) {
-        self.active.fetch_sub(1, Ordering::Relaxed);
+        InFlight(self.clone())
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -118,5 +120,11 @@ impl EndpointState {
             ewma.cost * (-idle / DECAY.as_secs_f64()).exp()
         };
         cost * f64::from(self.active() + 1)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
     }
 }
