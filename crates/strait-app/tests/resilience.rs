@@ -708,7 +708,8 @@ async fn a_cancelled_call_is_not_counted_in_flight_forever() {
     let strait = start_strait(&config(&[backend.url()], "", "")).await;
     let mut client = client(&strait).await;
     let mut hang = Request::new(EchoRequest::default());
-    hang.metadata_mut().insert("x-test", "hang".parse().unwrap());
+    hang.metadata_mut()
+        .insert("x-test", "hang".parse().unwrap());
     let call = tokio::spawn(async move { client.unary(hang).await });
     let service = strait.proxy().services()[0].clone();
     assert_eventually!(
