@@ -15,12 +15,13 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
+use bytes::Bytes;
 use strait_config::{Http2Settings, Limits};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
+use crate::farewell::Farewell;
 use crate::limits::{Enforcer, Limit};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -37,11 +38,6 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 /// RFC 9113 §7.
 const ENHANCE_YOUR_CALM: u32 = 0xb;
-
-/// How long a client that went over a limit has to read its GOAWAY before the connection
-/// closes, and how much it may still send meanwhile (read and thrown away).
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1 << 20;
 
 /// An IO that speaks HTTP/2 from its first byte (after TLS with ALPN h2, h2c with prior
 /// knowledge, or the rest of an `Upgrade: h2c` connection), guarded.
@@ -67,17 +63,8 @@ pub(crate) struct FrameGuard<I> {
 
 enum State {
     Open,
-    /// Over a limit: the GOAWAY goes out at the next frame boundary.
-    GoAway {
-        frame: [u8; 17],
-        sent: usize,
-        deadline: Pin<Box<Sleep>>,
-    },
-    /// GOAWAY sent and our side shut: what the client still sends is read and dropped.
-    Linger {
-        deadline: Pin<Box<Sleep>>,
-        drained: usize,
-    },
+    /// Over a limit: the GOAWAY goes out at the next frame boundary, then the linger.
+    GoAway(Farewell),
     Closed,
 }
 
@@ -235,11 +222,7 @@ impl<I> FrameGuard<I> {
         frame[3] = 0x7; // GOAWAY
         frame[9..13].copy_from_slice(&self.highest_stream.to_be_bytes());
         frame[13..17].copy_from_slice(&ENHANCE_YOUR_CALM.to_be_bytes());
-        self.state = State::GoAway {
-            frame,
-            sent: 0,
-            deadline: Box::pin(tokio::time::sleep(LINGER)),
-        };
+        self.state = State::GoAway(Farewell::new(Bytes::copy_from_slice(&frame)));
     }
 }
 
@@ -247,73 +230,17 @@ impl<I: AsyncRead + AsyncWrite + Unpin> FrameGuard<I> {
     /// Drives a tripped connection towards its close: the GOAWAY at a frame boundary, then
     /// our side shut, then the linger. `Ready(())` once the connection is done.
     fn poll_wind_down(&mut self, cx: &mut Context<'_>, scratch: &mut ReadBuf<'_>) -> Poll<()> {
-        loop {
-            match &mut self.state {
-                State::Open | State::Closed => return Poll::Ready(()),
-                State::GoAway {
-                    frame,
-                    sent,
-                    deadline,
-                } => {
-                    if deadline.as_mut().poll(cx).is_ready() {
-                        self.state = State::Closed;
-                        continue;
-                    }
-                    // Inside one of the engine's frames: it finishes that frame through
-                    // poll_write first.
-                    if !self.outbound.at_boundary() {
-                        return Poll::Pending;
-                    }
-                    while *sent < frame.len() {
-                        match Pin::new(&mut self.io).poll_write(cx, &frame[*sent..]) {
-                            Poll::Ready(Ok(n)) if n > 0 => *sent += n,
-                            Poll::Ready(_) => {
-                                self.state = State::Closed;
-                                break;
-                            }
-                            Poll::Pending => return Poll::Pending,
-                        }
-                    }
-                    if matches!(self.state, State::Closed) {
-                        continue;
-                    }
-                    match Pin::new(&mut self.io).poll_flush(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Err(_)) => {
-                            self.state = State::Closed;
-                            continue;
-                        }
-                        Poll::Ready(Ok(())) => {}
-                    }
-                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                    let State::GoAway { deadline, .. } =
-                        std::mem::replace(&mut self.state, State::Closed)
-                    else {
-                        continue;
-                    };
-                    self.state = State::Linger {
-                        deadline,
-                        drained: 0,
-                    };
-                }
-                State::Linger { deadline, drained } => {
-                    if deadline.as_mut().poll(cx).is_ready() || *drained > LINGER_BYTES {
-                        self.state = State::Closed;
-                        continue;
-                    }
-                    let before = scratch.filled().len();
-                    match Pin::new(&mut self.io).poll_read(cx, scratch) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) if scratch.filled().len() > before => {
-                            *drained += scratch.filled().len() - before;
-                            scratch.set_filled(before);
-                        }
-                        // End of stream or an error: the client is gone.
-                        Poll::Ready(_) => self.state = State::Closed,
-                    }
-                }
-            }
+        let State::GoAway(farewell) = &mut self.state else {
+            return Poll::Ready(());
+        };
+        // Inside one of the engine's frames: it finishes that frame through poll_write
+        // first.
+        if !farewell.started() && !self.outbound.at_boundary() {
+            return Poll::Pending;
         }
+        ready!(farewell.poll(&mut self.io, cx, scratch));
+        self.state = State::Closed;
+        Poll::Ready(())
     }
 }
 
@@ -372,7 +299,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FrameGuard<I> {
                 this.outbound.skip(&buf[..n]);
                 Poll::Ready(Ok(n))
             }
-            State::GoAway { .. } if !this.outbound.at_boundary() => {
+            State::GoAway(farewell) if !farewell.started() && !this.outbound.at_boundary() => {
                 // Finish the frame in flight, and nothing after it.
                 let n = this.outbound.to_boundary().min(buf.len());
                 let n = ready!(Pin::new(&mut this.io).poll_write(cx, &buf[..n]))?;
@@ -381,7 +308,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for FrameGuard<I> {
             }
             // Whatever the engine still writes is dropped: the GOAWAY is the last frame.
             // Refusing it would make the engine drop the connection before the linger.
-            State::GoAway { .. } | State::Linger { .. } => Poll::Ready(Ok(buf.len())),
+            State::GoAway(_) => Poll::Ready(Ok(buf.len())),
             State::Closed => Poll::Ready(Err(closed())),
         }
     }

@@ -12,18 +12,17 @@
 //! `Upgrade`/`CONNECT` request, after which the connection may switch protocols) stops it for
 //! the rest of the connection; it never refuses anything but the conflict.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 use tracing::debug;
 
+use crate::farewell::Farewell;
 use crate::limits::{Enforcer, Limit};
 
 /// The answer to a request with both `Content-Length` and `Transfer-Encoding`.
@@ -43,12 +42,6 @@ const KEEP_HEAD: usize = 16 << 10;
 /// head with more is never served either.
 const MAX_HEADERS: usize = 128;
 
-/// How long a refused client has to read its 400 before the connection closes, and how much
-/// it may still send meanwhile (read and thrown away): closing with unread bytes would reset
-/// the connection and could lose the answer.
-const LINGER: Duration = Duration::from_secs(1);
-const LINGER_BYTES: usize = 1 << 20;
-
 /// An HTTP/1.1 client connection (plaintext, or after TLS without ALPN h2), guarded.
 pub(crate) struct H1Guard<I> {
     io: I,
@@ -60,15 +53,8 @@ pub(crate) struct H1Guard<I> {
 
 enum State {
     Open,
-    /// A conflicting head came: the 400 goes out, then our side is shut.
-    Refusing {
-        sent: usize,
-    },
-    /// 400 sent and our side shut: what the client still sends is read and dropped.
-    Linger {
-        deadline: Pin<Box<Sleep>>,
-        drained: usize,
-    },
+    /// A conflicting head came: the 400 goes out, our side is shut, then the linger.
+    Refusing(Farewell),
     Closed,
 }
 
@@ -127,51 +113,12 @@ impl<I: AsyncRead + AsyncWrite + Unpin> H1Guard<I> {
     /// Drives a refused connection towards its close: the 400, our side shut, the linger.
     /// `Ready(())` once it is done.
     fn poll_refuse(&mut self, cx: &mut Context<'_>, scratch: &mut ReadBuf<'_>) -> Poll<()> {
-        loop {
-            match &mut self.state {
-                State::Open | State::Closed => return Poll::Ready(()),
-                State::Refusing { sent } => {
-                    while *sent < REFUSAL.len() {
-                        match Pin::new(&mut self.io).poll_write(cx, &REFUSAL[*sent..]) {
-                            Poll::Ready(Ok(n)) if n > 0 => *sent += n,
-                            Poll::Ready(_) => {
-                                self.state = State::Closed;
-                                break;
-                            }
-                            Poll::Pending => return Poll::Pending,
-                        }
-                    }
-                    if matches!(self.state, State::Closed) {
-                        continue;
-                    }
-                    if ready!(Pin::new(&mut self.io).poll_flush(cx)).is_err() {
-                        self.state = State::Closed;
-                        continue;
-                    }
-                    let _ = ready!(Pin::new(&mut self.io).poll_shutdown(cx));
-                    self.state = State::Linger {
-                        deadline: Box::pin(tokio::time::sleep(LINGER)),
-                        drained: 0,
-                    };
-                }
-                State::Linger { deadline, drained } => {
-                    if deadline.as_mut().poll(cx).is_ready() || *drained > LINGER_BYTES {
-                        self.state = State::Closed;
-                        continue;
-                    }
-                    let before = scratch.filled().len();
-                    match Pin::new(&mut self.io).poll_read(cx, scratch) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(Ok(())) if scratch.filled().len() > before => {
-                            *drained += scratch.filled().len() - before;
-                            scratch.set_filled(before);
-                        }
-                        // End of stream or an error: the client is gone.
-                        Poll::Ready(_) => self.state = State::Closed,
-                    }
-                }
-            }
-        }
+        let State::Refusing(farewell) = &mut self.state else {
+            return Poll::Ready(());
+        };
+        ready!(farewell.poll(&mut self.io, cx, scratch));
+        self.state = State::Closed;
+        Poll::Ready(())
     }
 }
 
@@ -202,7 +149,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<I> {
                 client = %this.client,
                 "refused an HTTP/1.1 request with both Content-Length and Transfer-Encoding (400, connection closed)"
             );
-            this.state = State::Refusing { sent: 0 };
+            this.state = State::Refusing(Farewell::new(Bytes::from_static(REFUSAL)));
         }
         ready!(this.poll_refuse(cx, buf));
         // End of stream: hyper closes the connection.
@@ -221,7 +168,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<I> {
             State::Open => Pin::new(&mut this.io).poll_write(cx, buf),
             // What hyper still writes (an earlier pipelined answer) is dropped: the 400 is
             // the last thing on the connection.
-            State::Refusing { .. } | State::Linger { .. } => Poll::Ready(Ok(buf.len())),
+            State::Refusing(_) => Poll::Ready(Ok(buf.len())),
             State::Closed => Poll::Ready(Err(closed())),
         }
     }
@@ -234,9 +181,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncWrite for H1Guard<I> {
         let this = &mut *self;
         match this.state {
             State::Open => Pin::new(&mut this.io).poll_write_vectored(cx, bufs),
-            State::Refusing { .. } | State::Linger { .. } => {
-                Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum()))
-            }
+            State::Refusing(_) => Poll::Ready(Ok(bufs.iter().map(|b| b.len()).sum())),
             State::Closed => Poll::Ready(Err(closed())),
         }
     }

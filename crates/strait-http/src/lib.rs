@@ -3,6 +3,7 @@
 //! engines; the [`Handler`] above sees `http::Request<Body>` and answers `Response<Body>`.
 
 mod admit;
+mod farewell;
 mod frame_guard;
 mod h1_guard;
 mod h2c_upgrade;
