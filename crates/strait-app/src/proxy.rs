@@ -16,7 +16,7 @@ use strait_balance::{
 use strait_config::{AbortStatus, AccessLogTarget, Config, Router, UpstreamScheme};
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_grpc::Code;
-use strait_http::{error_response, normalize, ConnInfo, Handler};
+use strait_http::{error_response, normalize, text_response, ConnInfo, Handler};
 use strait_route::FaultInjector;
 use strait_route::RouteTable;
 use strait_telemetry::{
@@ -493,16 +493,6 @@ fn fault_response(status: AbortStatus, grpc: bool) -> Response<Body> {
             }
         }
     }
-}
-
-fn text_response(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(strait_core::full(format!("{body}\n")));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 fn fail(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use strait_core::Body;
 
-pub use respond::{error_response, grpc_needs_http2, is_grpc_over_http1};
+pub use respond::{error_response, grpc_needs_http2, is_grpc_over_http1, text_response};
 pub use server::serve;
 pub use server::ListenerConfig;
 

@@ -25,7 +25,12 @@ pub fn error_response(err: &ProxyError, grpc: bool) -> Response<Body> {
     if grpc {
         return strait_grpc::trailers_only(code, &message);
     }
-    let mut response = Response::new(strait_core::full(format!("{message}\n")));
+    text_response(status, &message)
+}
+
+/// A short plain-text answer, one line: what strait says to clients that are not gRPC.
+pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    let mut response = Response::new(strait_core::full(format!("{text}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -53,15 +58,11 @@ pub fn grpc_needs_http2(tls: bool) -> Response<Body> {
     } else {
         "use HTTP/2 with prior knowledge (h2c), as gRPC clients do for http:// targets"
     };
-    let mut response = Response::new(strait_core::full(format!(
-        "gRPC needs HTTP/2, but this request came over HTTP/1.1: {how}\n"
-    )));
-    *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+    let mut response = text_response(
+        StatusCode::UPGRADE_REQUIRED,
+        &format!("gRPC needs HTTP/2, but this request came over HTTP/1.1: {how}"),
     );
+    let headers = response.headers_mut();
     headers.insert(
         UPGRADE,
         HeaderValue::from_static(if tls { "h2" } else { "h2c" }),

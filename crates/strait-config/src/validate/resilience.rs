@@ -294,8 +294,8 @@ impl Validator {
             }
             _ => Some(HealthCheckKind::Tcp),
         };
-        let interval = self.duration_or(entries, "interval", context, Duration::from_secs(10));
-        let timeout = self.duration_or(entries, "timeout", context, Duration::from_secs(1));
+        let interval = self.positive_or(entries, "interval", context, Duration::from_secs(10));
+        let timeout = self.positive_or(entries, "timeout", context, Duration::from_secs(1));
         let jitter = match get(entries, "jitter") {
             None => Some(Duration::ZERO),
             Some((_, node)) => self.duration(node, "jitter", context),
@@ -907,16 +907,6 @@ impl Validator {
     ) -> Option<u16> {
         self.count(node, key, context, range)
             .and_then(|n| u16::try_from(n).ok())
-    }
-
-    fn duration_or(
-        &mut self,
-        entries: &Entries,
-        key: &str,
-        context: &str,
-        default: Duration,
-    ) -> Option<Duration> {
-        self.positive_or(entries, key, context, default)
     }
 
     fn positive_or(
