@@ -724,3 +724,74 @@ async fn a_cancelled_call_is_not_counted_in_flight_forever() {
         "the cancelled call is no longer counted"
     );
 }
+
+/// A try that outlives `per_try_timeout` is reset and counts as `reset`: with `reset` in
+/// `retry_on` it is tried again, up to `attempts`.
+#[tokio::test]
+async fn a_per_try_timeout_is_retried_as_a_reset() {
+    let backend = TestBackend::start().await;
+    backend.set_behaviour(Behaviour {
+        delay: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    let strait = start_strait(&config(
+        &[backend.url()],
+        "",
+        "    retry: { attempts: 2, retry_on: [reset], per_try_timeout: 100ms, backoff_base: 1ms }\n",
+    ))
+    .await;
+    let mut client = client(&strait).await;
+    let status = client.unary(EchoRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(backend.calls(), 2);
+    assert_eq!(
+        sample(&strait, "strait_retries_total", &["reason=\"reset\""]),
+        Some(1.0)
+    );
+}
+
+/// For requests that are not gRPC, `5xx` retries an HTTP 5xx answer.
+#[tokio::test]
+async fn http_5xx_is_retried_for_plain_http() {
+    let backend = strait_test::http_echo::HttpEcho::start().await;
+    backend.set_status("/flaky", 503);
+    let strait = start_strait(&config(
+        &[backend.url("http")],
+        "",
+        "    retry: { attempts: 3, retry_on: [5xx], backoff_base: 1ms }\n",
+    ))
+    .await;
+    let addr = strait.entrypoint("web").unwrap();
+    let (status, _) = strait_test::http1(addr, "GET", "/flaky", &[]).await;
+    assert_eq!(status, 503, "the last answer goes to the client");
+    assert_eq!(backend.requests(), 3);
+    let (status, _) = strait_test::http1(addr, "GET", "/fine", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(backend.requests(), 4);
+}
+
+/// Retries stop at the client's deadline: no try starts after it, and the client hears
+/// DEADLINE_EXCEEDED.
+#[tokio::test]
+async fn no_retry_outlives_the_clients_deadline() {
+    let backend = TestBackend::start().await;
+    backend.set_behaviour(Behaviour {
+        delay: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    let strait = start_strait(&config(
+        &[backend.url()],
+        "",
+        // The route's timeout is the deadline here (a client-side timeout would race it).
+        "    timeout: 250ms\n    retry: { attempts: 10, retry_on: [reset], per_try_timeout: 100ms, backoff_base: 1ms }\n",
+    ))
+    .await;
+    let mut client = client(&strait).await;
+    let status = client.unary(EchoRequest::default()).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    let calls = backend.calls();
+    assert!(
+        (1..=3).contains(&calls),
+        "{calls} tries within 250ms of 100ms each"
+    );
+}
