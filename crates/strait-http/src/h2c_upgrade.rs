@@ -6,7 +6,6 @@
 //! have put it. The frame uses HPACK literals without indexing, so the decoder's dynamic table
 //! stays in step with the client's encoder.
 
-use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,16 +17,13 @@ use http::header::{CONNECTION, CONTENT_LENGTH, HOST, TRANSFER_ENCODING, UPGRADE}
 use http::request::Parts;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use strait_core::{Body, DrainWatch};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tracing::debug;
 
-use crate::frame_guard::FrameGuard;
 use crate::limits::Enforcer;
 use crate::normalize::is_hop_by_hop;
-use crate::server::Activity;
 use crate::{ConnInfo, Handler};
 
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -89,7 +85,7 @@ pub(crate) fn take<H: Handler>(
             tokio::time::Instant::now(),
             &enforcer,
         );
-        serve_upgraded(io, handler, conn, drain, enforcer).await;
+        crate::server::serve_h2(io, handler, conn, drain, enforcer).await;
     });
     let mut response = Response::new(strait_core::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -125,41 +121,6 @@ fn request_parts(request: &Request<Incoming>) -> Parts {
     *clone.uri_mut() = request.uri().clone();
     *clone.headers_mut() = request.headers().clone();
     clone.into_parts().0
-}
-
-async fn serve_upgraded<H: Handler>(
-    io: FrameGuard<Prefixed<TokioIo<hyper::upgrade::Upgraded>>>,
-    handler: H,
-    conn: Arc<ConnInfo>,
-    mut drain: DrainWatch,
-    enforcer: Arc<Enforcer>,
-) {
-    let activity = Activity::new(&conn.listener.lifecycle);
-    let service = {
-        let conn = conn.clone();
-        let activity = activity.clone();
-        service_fn(move |request: Request<Incoming>| {
-            let handler = handler.clone();
-            let conn = conn.clone();
-            let activity = activity.clone();
-            let enforcer = enforcer.clone();
-            async move {
-                let response = crate::server::handle(handler, request, conn, enforcer);
-                Ok::<_, Infallible>(activity.track(response).await)
-            }
-        })
-    };
-    let connection =
-        crate::server::h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let lifecycle = &conn.listener.lifecycle;
-    let result = crate::server::drive(connection, &mut drain, lifecycle, &activity, |c| {
-        c.graceful_shutdown()
-    })
-    .await;
-    if let Err(e) = result {
-        debug!(client = %conn.remote, error = %e, "upgraded h2c connection ended");
-    }
 }
 
 /// Reads the client's connection preface and its first frame, which must be SETTINGS.

@@ -11,12 +11,13 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use std::net::SocketAddr;
 use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, Limits, PathNormalization};
 use strait_core::{Body, DrainWatch};
 use strait_telemetry::{HandshakeResult, Metrics, ObservedBody, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
-use tokio::net::TcpListener;
+
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -38,16 +39,6 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The HTTP/2 client connection preface.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Which HTTP versions a connection may speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Protocols {
-    /// Plaintext: HTTP/1.1, h2c with prior knowledge (sniffed from the preface) and
-    /// `Upgrade: h2c`.
-    Plaintext,
-    Http1,
-    Http2,
-}
 
 /// An entrypoint's settings for new connections; a reload swaps them in place.
 #[derive(Debug, Default)]
@@ -102,103 +93,153 @@ pub async fn serve<H: Handler>(
             }
         };
         let _ = stream.set_nodelay(true);
-        let entrypoint = entrypoint.clone();
-        let handler = handler.clone();
-        let drain = drain.clone();
-        let metrics = metrics.clone();
-        let enforcer = enforcer.clone();
+        let client = Client {
+            entrypoint: entrypoint.clone(),
+            remote,
+            local,
+            started,
+            settings,
+            handler: handler.clone(),
+            drain: drain.clone(),
+            metrics: metrics.clone(),
+            enforcer: enforcer.clone(),
+        };
         tokio::spawn(async move {
             let _admitted = admitted;
-            let deadline = started + settings.limits.header_read_timeout;
-            let Some(tls) = settings.tls.clone() else {
-                // Counted once the first bytes say which protocol it speaks.
-                let mut preface = [0u8; PREFACE.len()];
-                let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut preface)).await;
-                let protocol = match peeked {
-                    Ok(Ok(n)) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
-                    Ok(Ok(n)) if n > 0 => Protocol::H1,
-                    Ok(_) => return,
-                    Err(_) => {
-                        enforcer.fired(Limit::HeaderReadTimeout, remote);
-                        return;
-                    }
-                };
-                let _counted = metrics.connection_opened(&entrypoint, protocol);
-                let conn = ConnInfo::new(entrypoint, remote, local, None, settings);
-                let conn = Arc::new(conn);
-                if protocol == Protocol::H2c {
-                    let io = guarded(stream, &conn, started, &enforcer);
-                    serve_connection(io, conn, Protocols::Plaintext, handler, drain, enforcer)
-                        .await;
-                } else {
-                    let io = H1Guard::new(stream, enforcer.clone(), remote);
-                    serve_connection(io, conn, Protocols::Plaintext, handler, drain, enforcer)
-                        .await;
-                }
-                return;
+            // The protocol's connection is boxed once the handshake is over, so the task
+            // holds only the one it serves: an idle connection's memory is then that
+            // connection's state, not the size of the largest protocol's (TLS included),
+            // all of which would be written when the task is spawned.
+            // The handshake is boxed too: it ends before the connection is served, and its
+            // memory goes back then.
+            let serving = match client.settings.tls.clone() {
+                None => Box::pin(client.plaintext(stream)).await,
+                Some(tls) => Box::pin(client.secure(stream, tls)).await,
             };
-            let accepted = match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
-                Ok(Ok(accepted)) => accepted,
-                Err(_) => {
-                    enforcer.fired(Limit::HeaderReadTimeout, remote);
-                    metrics.tls_handshake(&entrypoint, "", "", HandshakeResult::Timeout);
-                    return;
-                }
-                Ok(Err(e)) => {
-                    let result = match &e {
-                        HandshakeError::Timeout(_) => HandshakeResult::Timeout,
-                        HandshakeError::Refused(why) => {
-                            info!(entrypoint = %entrypoint, client = %remote, "TLS handshake refused: {why}");
-                            HandshakeResult::Refused
-                        }
-                        HandshakeError::Io(_) => HandshakeResult::Failed,
-                    };
-                    if result != HandshakeResult::Refused {
-                        debug!(entrypoint = %entrypoint, client = %remote, error = %e, "TLS handshake failed");
-                    }
-                    metrics.tls_handshake(&entrypoint, "", "", result);
-                    return;
-                }
-            };
-            let alpn = accepted.alpn.map_or("", |p| p.as_str());
-            metrics.tls_handshake(&entrypoint, alpn, accepted.version, HandshakeResult::Ok);
-            let protocol = if accepted.alpn == Some(AlpnProtocol::H2)
-                || (accepted.alpn.is_none() && !tls.alpn().contains(&AlpnProtocol::Http11))
-            {
-                Protocol::H2
-            } else {
-                Protocol::H1
-            };
-            let _counted = metrics.connection_opened(&entrypoint, protocol);
-            let protocols = match accepted.alpn {
-                Some(AlpnProtocol::H2) => Protocols::Http2,
-                Some(AlpnProtocol::Http11) => Protocols::Http1,
-                // A client that offers no ALPN speaks HTTP/1.1, unless the listener is
-                // locked to h2.
-                None if tls.alpn().contains(&AlpnProtocol::Http11) => Protocols::Http1,
-                None => Protocols::Http2,
-            };
-            let conn = ConnInfo::new(
-                entrypoint,
-                remote,
-                local,
-                Some(TlsInfo {
-                    alpn: accepted.alpn,
-                    version: accepted.version,
-                    sni: accepted.sni,
-                    client: accepted.client,
-                }),
-                settings,
-            );
-            let conn = Arc::new(conn);
-            if protocols == Protocols::Http2 {
-                let io = guarded(accepted.stream, &conn, started, &enforcer);
-                serve_connection(io, conn, protocols, handler, drain, enforcer).await;
-            } else {
-                let io = H1Guard::new(accepted.stream, enforcer.clone(), remote);
-                serve_connection(io, conn, protocols, handler, drain, enforcer).await;
+            if let Some(serving) = serving {
+                serving.await;
             }
         });
+    }
+}
+
+/// A connection being served, boxed.
+type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// An accepted client connection, before its protocol is known.
+struct Client<H> {
+    entrypoint: Arc<str>,
+    remote: SocketAddr,
+    local: SocketAddr,
+    started: Instant,
+    settings: Arc<ListenerConfig>,
+    handler: H,
+    drain: DrainWatch,
+    metrics: Metrics,
+    enforcer: Arc<Enforcer>,
+}
+
+impl<H: Handler> Client<H> {
+    fn deadline(&self) -> Instant {
+        self.started + self.settings.limits.header_read_timeout
+    }
+
+    /// Plaintext: HTTP/2 with prior knowledge when the first bytes are the preface, else
+    /// HTTP/1.1 (which may still upgrade to h2c).
+    async fn plaintext(self, stream: TcpStream) -> Option<Serving> {
+        // Counted once the first bytes say which protocol it speaks.
+        let mut preface = [0u8; PREFACE.len()];
+        let peeked = tokio::time::timeout_at(self.deadline(), stream.peek(&mut preface)).await;
+        let protocol = match peeked {
+            Ok(Ok(n)) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
+            Ok(Ok(n)) if n > 0 => Protocol::H1,
+            Ok(_) => return None,
+            Err(_) => {
+                self.enforcer.fired(Limit::HeaderReadTimeout, self.remote);
+                return None;
+            }
+        };
+        Some(self.serve(stream, None, protocol))
+    }
+
+    /// TLS: the handshake, bounded by the header read timeout, then HTTP/2 or HTTP/1.1 as
+    /// ALPN says.
+    async fn secure(self, stream: TcpStream, tls: Arc<TlsListener>) -> Option<Serving> {
+        let (entrypoint, remote, metrics) = (&self.entrypoint, self.remote, &self.metrics);
+        let handshake = Box::pin(tls.accept(stream));
+        let accepted = match tokio::time::timeout_at(self.deadline(), handshake).await {
+            Ok(Ok(accepted)) => accepted,
+            Err(_) => {
+                self.enforcer.fired(Limit::HeaderReadTimeout, remote);
+                metrics.tls_handshake(entrypoint, "", "", HandshakeResult::Timeout);
+                return None;
+            }
+            Ok(Err(e)) => {
+                let result = match &e {
+                    HandshakeError::Timeout(_) => HandshakeResult::Timeout,
+                    HandshakeError::Refused(why) => {
+                        info!(entrypoint = %entrypoint, client = %remote, "TLS handshake refused: {why}");
+                        HandshakeResult::Refused
+                    }
+                    HandshakeError::Io(_) => HandshakeResult::Failed,
+                };
+                if result != HandshakeResult::Refused {
+                    debug!(entrypoint = %entrypoint, client = %remote, error = %e, "TLS handshake failed");
+                }
+                metrics.tls_handshake(entrypoint, "", "", result);
+                return None;
+            }
+        };
+        let alpn = accepted.alpn.map_or("", |p| p.as_str());
+        metrics.tls_handshake(entrypoint, alpn, accepted.version, HandshakeResult::Ok);
+        // A client that offers no ALPN speaks HTTP/1.1, unless the listener is locked to h2.
+        let protocol = if accepted.alpn == Some(AlpnProtocol::H2)
+            || (accepted.alpn.is_none() && !tls.alpn().contains(&AlpnProtocol::Http11))
+        {
+            Protocol::H2
+        } else {
+            Protocol::H1
+        };
+        let info = TlsInfo {
+            alpn: accepted.alpn,
+            version: accepted.version,
+            sni: accepted.sni,
+            client: accepted.client,
+        };
+        Some(self.serve(accepted.stream, Some(info), protocol))
+    }
+
+    /// The connection, boxed, speaking `protocol` over `io`.
+    fn serve<I>(self, io: I, tls: Option<TlsInfo>, protocol: Protocol) -> Serving
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        let Client {
+            entrypoint,
+            remote,
+            local,
+            started,
+            settings,
+            handler,
+            drain,
+            metrics,
+            enforcer,
+        } = self;
+        let counted = metrics.connection_opened(&entrypoint, protocol);
+        let conn = Arc::new(ConnInfo::new(entrypoint, remote, local, tls, settings));
+        if matches!(protocol, Protocol::H2 | Protocol::H2c) {
+            let io = guarded(io, &conn, started, &enforcer);
+            Box::pin(async move {
+                let _counted = counted;
+                serve_h2(io, handler, conn, drain, enforcer).await;
+            })
+        } else {
+            let io = H1Guard::new(io, enforcer.clone(), remote);
+            Box::pin(async move {
+                let _counted = counted;
+                serve_h1(io, conn, handler, drain, enforcer).await;
+            })
+        }
     }
 }
 
@@ -219,10 +260,11 @@ pub(crate) fn guarded<I>(
     )
 }
 
-async fn serve_connection<H, I>(
+/// Serves an HTTP/1.1 connection (plaintext connections may switch to h2c with
+/// `Upgrade: h2c`; the service takes those over).
+async fn serve_h1<H, I>(
     io: I,
     conn: Arc<ConnInfo>,
-    protocols: Protocols,
     handler: H,
     mut drain: DrainWatch,
     enforcer: Arc<Enforcer>,
@@ -230,18 +272,11 @@ async fn serve_connection<H, I>(
     H: Handler,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    configure_h2(&mut builder.http2(), &conn.listener.http2);
+    let mut builder = hyper::server::conn::http1::Builder::new();
     // Each request's headers (and the idle time before them) must arrive within this.
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(conn.listener.limits.header_read_timeout);
-    builder = match protocols {
-        Protocols::Plaintext => builder,
-        Protocols::Http1 => builder.http1_only(),
-        Protocols::Http2 => builder.http2_only(),
-    };
     let activity = Activity::new(&conn.listener.lifecycle);
     let served = Arc::new(AtomicUsize::new(0));
     let service = service(
@@ -252,7 +287,9 @@ async fn serve_connection<H, I>(
         enforcer.clone(),
         served.clone(),
     );
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     tokio::pin!(connection);
     let result = drive(
         connection,
@@ -263,14 +300,50 @@ async fn serve_connection<H, I>(
     )
     .await;
     if let Err(e) = result {
-        // An HTTP/1.1 connection that never completed a request head in time; one that
-        // served requests and then sat idle past the timeout is just closed.
-        let header_timeout = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(hyper::Error::is_timeout);
-        if header_timeout && served.load(Ordering::Acquire) == 0 {
+        // A connection that never completed a request head in time; one that served
+        // requests and then sat idle past the timeout is just closed.
+        if e.is_timeout() && served.load(Ordering::Acquire) == 0 {
             enforcer.fired(Limit::HeaderReadTimeout, conn.remote);
         }
+        debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
+    }
+}
+
+/// Serves an HTTP/2 connection: TLS with ALPN h2, h2c with prior knowledge, or h2c after an
+/// `Upgrade: h2c`.
+pub(crate) async fn serve_h2<H, I>(
+    io: I,
+    handler: H,
+    conn: Arc<ConnInfo>,
+    mut drain: DrainWatch,
+    enforcer: Arc<Enforcer>,
+) where
+    H: Handler,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let activity = Activity::new(&conn.listener.lifecycle);
+    let service = {
+        let conn = conn.clone();
+        let activity = activity.clone();
+        service_fn(move |request: Request<Incoming>| {
+            let handler = handler.clone();
+            let conn = conn.clone();
+            let activity = activity.clone();
+            let enforcer = enforcer.clone();
+            async move {
+                let response = handle(handler, request, conn, enforcer);
+                Ok::<_, Infallible>(activity.track(response).await)
+            }
+        })
+    };
+    let connection = h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
+    tokio::pin!(connection);
+    let lifecycle = &conn.listener.lifecycle;
+    let result = drive(connection, &mut drain, lifecycle, &activity, |c| {
+        c.graceful_shutdown()
+    })
+    .await;
+    if let Err(e) = result {
         debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
     }
 }
@@ -289,31 +362,35 @@ pub(crate) async fn drive<C, E>(
 where
     C: Future<Output = Result<(), E>>,
 {
-    let age = async {
-        match lifecycle.max_connection_age {
-            Some(age) => tokio::time::sleep(age).await,
-            None => std::future::pending().await,
-        }
-    };
-    let idle = async {
-        match lifecycle.idle_timeout {
-            Some(timeout) => activity.idle_for(timeout).await,
-            None => std::future::pending().await,
-        }
-    };
+    // Boxed and only when configured: every connection's future carries these timers, and
+    // by default there are none.
+    let age = lifecycle
+        .max_connection_age
+        .map(|age| Box::pin(tokio::time::sleep(age)));
+    let idle = lifecycle
+        .idle_timeout
+        .map(|timeout| Box::pin(activity.idle_for(timeout)));
     let aged = tokio::select! {
         result = connection.as_mut() => return result,
         _ = drain.signaled() => false,
-        _ = age => true,
-        _ = idle => false,
+        _ = when_set(age) => true,
+        _ = when_set(idle) => false,
     };
     shutdown(connection.as_mut());
     match lifecycle.max_connection_age_grace {
-        Some(grace) if aged => tokio::time::timeout(grace, connection)
+        Some(grace) if aged => Box::pin(tokio::time::timeout(grace, connection))
             .await
             // Out of grace: dropping the connection resets what is left.
             .unwrap_or(Ok(())),
         _ => connection.await,
+    }
+}
+
+/// Resolves with `future`, or never when there is none.
+async fn when_set<F: Future>(future: Option<F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
     }
 }
 
@@ -360,7 +437,6 @@ macro_rules! http2_config {
     };
 }
 
-http2_config!(auto::Http2Builder<'_, TokioExecutor>);
 http2_config!(hyper::server::conn::http2::Builder<TokioExecutor>);
 
 /// The per-connection service: hands requests to the handler, and on plaintext connections
