@@ -188,6 +188,7 @@ async fn observed(
 
     let grpc = strait_grpc::is_grpc(request.headers());
     let mut pending = None;
+    // Built inside the await: a future bound to a local first is stored twice.
     let serving = AssertUnwindSafe(proxy(
         &snapshot,
         request,
@@ -196,8 +197,10 @@ async fn observed(
         &metrics,
         &mut record,
         &mut pending,
-    ));
-    let response = match serving.catch_unwind().await {
+    ))
+    .catch_unwind()
+    .await;
+    let response = match serving {
         Ok(response) => response,
         // A bug must cost one request, not the process or the connection's other streams.
         Err(panic) => {
@@ -338,9 +341,16 @@ async fn proxy(
                         route.name
                     ),
                 );
-                return call
-                    .fallback_or_fail(request, err, "circuit_open", record, pending)
-                    .await;
+                // Boxed, as in `Call::send`: a fallback may call another service, and an
+                // inline future would double what every request's future weighs.
+                return Box::pin(call.fallback_or_fail(
+                    request,
+                    err,
+                    "circuit_open",
+                    record,
+                    pending,
+                ))
+                .await;
             }
         },
     };

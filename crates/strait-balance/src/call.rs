@@ -132,9 +132,11 @@ impl Service {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let sent = endpoint.send(attempt);
+            // The send future is made where it is awaited: bound to a local first, it would
+            // be stored twice in this future (once per branch), and every layer above
+            // multiplies what each request's future weighs and copies.
             let result = match until {
-                Some(until) => match tokio::time::timeout_at(until, sent).await {
+                Some(until) => match tokio::time::timeout_at(until, endpoint.send(attempt)).await {
                     Ok(result) => result,
                     Err(_) if per_try == Some(until) => Err(ProxyError::new(
                         ErrorKind::UpstreamReset,
@@ -151,7 +153,7 @@ impl Service {
                         format!("deadline exceeded on router `{}`", cx.router),
                     )),
                 },
-                None => sent.await,
+                None => endpoint.send(attempt).await,
             };
             let now = Instant::now();
             let (reason, outcome, verdict) = match result {

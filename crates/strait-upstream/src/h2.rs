@@ -149,14 +149,16 @@ impl H2Pool {
             .target
             .metrics
             .upstream_stream_started(&self.target.label);
-        let (parts, body) = request.into_parts();
+        let (parts, mut body) = request.into_parts();
         let end_of_stream = body.is_end_stream();
-        let (response, stream) = sender
+        let (response, mut stream) = sender
             .send_request(Request::from_parts(parts, ()), end_of_stream)
             .map_err(|e| self.error(e))?;
-        // While the request body still streams, the pipe task holds the stream open; if the
-        // response side is abandoned (deadline, client gone) the pipe must reset it.
-        let abandon = if end_of_stream {
+        // What the body already holds goes out at once (a unary call's message usually
+        // arrived with its headers). While the rest still streams, the pipe task holds the
+        // stream open; if the response side is abandoned (deadline, client gone) the pipe
+        // must reset it.
+        let abandon = if end_of_stream || forward_ready(&mut body, &mut stream).is_ready() {
             Abandon(None)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -201,6 +203,8 @@ impl H2Pool {
         }))
     }
 
+    /// Opening a connection is boxed: it is the rare path, and its future (connect, TLS,
+    /// HTTP/2 handshake) would otherwise be carried by every request's future.
     async fn acquire(&self) -> Result<Lease, ProxyError> {
         if let Some(lease) = self.try_acquire() {
             return Ok(lease);
@@ -210,7 +214,7 @@ impl H2Pool {
             if let Some(lease) = self.try_acquire() {
                 return Ok(lease);
             }
-            return self.open_leased().await;
+            return Box::pin(self.open_leased()).await;
         };
         // Every connection is full: open another if the limit allows, else wait for a
         // stream to end or a connection to close.
@@ -227,7 +231,7 @@ impl H2Pool {
                     return Ok(lease);
                 }
                 if self.open_connections() < limit.max_connections() {
-                    return self.open_leased().await;
+                    return Box::pin(self.open_leased()).await;
                 }
                 // Another request opened the last allowed connection meanwhile.
                 continue;
@@ -548,6 +552,52 @@ impl http_body::Body for RecvBody {
 /// reset or disconnect resets the upstream stream with the client's reason (CANCEL when
 /// there is none); so does abandoning the response; a backend reset stops reading from the
 /// client.
+/// Sends the request body's frames that are ready now and fit the stream's flow-control
+/// window, without waiting for either. Ready once the body has been sent to its end (or the
+/// stream was reset, which leaves nothing to send); pending when the rest must be piped.
+fn forward_ready(body: &mut Body, tx: &mut SendStream<Bytes>) -> Poll<()> {
+    // Nothing waits on this poll: the pipe task polls again with its own waker.
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    loop {
+        let frame = match Pin::new(&mut *body).poll_frame(&mut cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(None) => {
+                let _ = tx.send_data(Bytes::new(), true);
+                return Poll::Ready(());
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tx.send_reset(h2_reason(&*e).unwrap_or(Reason::CANCEL));
+                return Poll::Ready(());
+            }
+            Poll::Ready(Some(Ok(frame))) => frame,
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                let end_of_stream = body.is_end_stream();
+                if data.is_empty() && !end_of_stream {
+                    continue;
+                }
+                tx.reserve_capacity(data.len());
+                let over_window = tx.capacity() < data.len();
+                // Sent even past the window: h2 holds this one frame, already in memory,
+                // until the window opens, and the pipe waits for capacity before the next.
+                if tx.send_data(data, end_of_stream).is_err() || end_of_stream {
+                    return Poll::Ready(());
+                }
+                if over_window {
+                    return Poll::Pending;
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = tx.send_trailers(trailers);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
 async fn pipe_request_body(
     mut body: Body,
     mut tx: SendStream<Bytes>,

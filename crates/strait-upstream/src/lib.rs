@@ -126,7 +126,10 @@ impl Endpoint {
                 if grpc {
                     return Err(self.http2_required("is an http:// (HTTP/1.1) server"));
                 }
-                h1.send_on(h1.checkout().await?, request).await
+                // HTTP/1.1 futures are boxed: they are large, and every request's future
+                // would carry them otherwise.
+                let checkout = Box::pin(h1.checkout()).await?;
+                Box::pin(h1.send_on(checkout, request)).await
             }
             Pool::Tls(h2, h1) => {
                 let mut retried = false;
@@ -136,12 +139,14 @@ impl Endpoint {
                         Learned::Http1 if grpc => {
                             return Err(self.http2_required("negotiated http/1.1 via ALPN"));
                         }
-                        Learned::Http1 => h1.checkout().await.map(Ready::H1),
+                        Learned::Http1 => Box::pin(h1.checkout()).await.map(Ready::H1),
                         _ => h2.ready_stream().await.map(Ready::H2),
                     };
                     match ready {
                         Ok(Ready::H2(stream)) => return h2.send_on(stream, request).await,
-                        Ok(Ready::H1(checkout)) => return h1.send_on(checkout, request).await,
+                        Ok(Ready::H1(checkout)) => {
+                            return Box::pin(h1.send_on(checkout, request)).await
+                        }
                         // The first connection taught us the backend speaks the other
                         // protocol; nothing was sent, so trying that one is safe.
                         Err(_) if !retried && self.tls_protocol() != tried => retried = true,
