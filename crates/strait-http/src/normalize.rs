@@ -22,13 +22,7 @@ static FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// True for headers that describe one connection, not the message: the fixed list plus
 /// every name the `connection` header lists.
 pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
-    if name == CONNECTION
-        || name == TRANSFER_ENCODING
-        || name == UPGRADE
-        || name == KEEP_ALIVE
-        || name == PROXY_CONNECTION
-        || name == HTTP2_SETTINGS
-    {
+    if is_fixed_hop_by_hop(name) {
         return true;
     }
     headers.get_all(CONNECTION).iter().any(|v| {
@@ -39,7 +33,30 @@ pub fn is_hop_by_hop(name: &HeaderName, headers: &HeaderMap) -> bool {
     })
 }
 
+/// The names [`strip_hop_by_hop`] always removes.
+fn is_fixed_hop_by_hop(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
+}
+
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass first: HTTP/2 peers cannot send any of these (h2 refuses them), so most
+    // messages have nothing to strip and `te` at most as `trailers`, and need no lookups.
+    let mut tes = 0;
+    let clean = headers.iter().all(|(name, value)| {
+        if name == TE {
+            tes += 1;
+            return value.as_bytes() == b"trailers";
+        }
+        !is_fixed_hop_by_hop(name)
+    });
+    if clean && tes <= 1 {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
