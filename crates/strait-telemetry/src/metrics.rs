@@ -97,7 +97,8 @@ struct Inner {
 /// clients, so the table is capped: past [`MAX_GRPC_METHODS`] distinct methods, new ones
 /// are labelled [`OVERFLOW`] and the series count stays bounded.
 struct GrpcNames {
-    names: RwLock<HashMap<Box<str>, GrpcName>>,
+    /// FNV: looked up on every gRPC request; the cap bounds what colliding paths could cost.
+    names: RwLock<HashMap<Box<str>, GrpcName, fnv::FnvBuildHasher>>,
     overflow: GrpcName,
 }
 
@@ -112,7 +113,54 @@ const DURATION_BUCKETS: [f64; 15] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// Label sets are hashed on every request, once per metric family updated, and std's
+/// SipHash over each field cost more than the updates themselves. These hash their fields
+/// with FNV and hand the map's hasher one `u64`. Equal label sets still hash equally; the
+/// values come from the config or from capped tables ([`GrpcNames`]), so a client cannot
+/// grow a bucket without bound.
+macro_rules! label_hash {
+    ($ty:ident { $($field:ident),* }) => {
+        impl std::hash::Hash for $ty {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                let mut fnv = fnv::FnvHasher::default();
+                $( std::hash::Hash::hash(&self.$field, &mut fnv); )*
+                state.write_u64(std::hash::Hasher::finish(&fnv));
+            }
+        }
+    };
+}
+
+label_hash!(RequestLabels {
+    entrypoint,
+    router,
+    service,
+    grpc_service,
+    grpc_method,
+    grpc_status,
+    http_status,
+    protocol
+});
+label_hash!(RouteProtocolLabels {
+    entrypoint,
+    router,
+    service,
+    protocol
+});
+label_hash!(RouteLabels {
+    entrypoint,
+    router,
+    service
+});
+label_hash!(UpstreamLabels { service, endpoint });
+label_hash!(EntrypointLabels { entrypoint });
+label_hash!(EntrypointProtocolLabels {
+    entrypoint,
+    protocol
+});
+label_hash!(EndpointLabels { endpoint });
+label_hash!(EndpointProtocolLabels { endpoint, protocol });
+
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     entrypoint: Arc<str>,
     router: Option<Arc<str>>,
@@ -124,7 +172,7 @@ struct RequestLabels {
     protocol: Protocol,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct RouteProtocolLabels {
     entrypoint: Arc<str>,
     router: Option<Arc<str>>,
@@ -132,36 +180,36 @@ struct RouteProtocolLabels {
     protocol: Protocol,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     entrypoint: Arc<str>,
     router: Option<Arc<str>>,
     service: Option<Arc<str>>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabels {
     service: Arc<str>,
     endpoint: Arc<str>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct EntrypointLabels {
     entrypoint: Arc<str>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct EntrypointProtocolLabels {
     entrypoint: Arc<str>,
     protocol: Protocol,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: Arc<str>,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointProtocolLabels {
     endpoint: Arc<str>,
     protocol: Protocol,
@@ -628,7 +676,7 @@ impl GrpcNames {
     fn new() -> GrpcNames {
         let overflow: Arc<str> = Arc::from(OVERFLOW);
         GrpcNames {
-            names: RwLock::new(HashMap::new()),
+            names: RwLock::new(HashMap::default()),
             overflow: (overflow.clone(), overflow),
         }
     }
