@@ -181,6 +181,8 @@ async fn observed(
     let (id, generated) = strait_telemetry::request_id(request.headers());
     if generated {
         request.headers_mut().insert(X_REQUEST_ID, id.clone());
+    } else if let Some(kept) = request.headers_mut().get_mut(X_REQUEST_ID) {
+        strait_telemetry::never_indexed(kept);
     }
     record.request_id = Some(id);
     let request_bytes = Arc::new(AtomicU64::new(0));

@@ -51,8 +51,18 @@ fn new_uuid() -> HeaderValue {
         nibble += 1;
     }
     // Hex digits and dashes are always a valid header value; the fallback is never taken.
-    HeaderValue::from_bytes(&text)
-        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+    let mut id = HeaderValue::from_bytes(&text)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"));
+    never_indexed(&mut id);
+    id
+}
+
+/// Marks an id "never indexed" for HPACK. A value that differs on every request only
+/// churns the compression table of the connection it crosses: each insertion evicts an
+/// entry the next request's other headers could have reused, which then go out as literals
+/// again.
+pub fn never_indexed(id: &mut HeaderValue) {
+    id.set_sensitive(true);
 }
 
 #[cfg(test)]
@@ -66,6 +76,13 @@ mod tests {
         let (id, generated) = request_id(&headers);
         assert_eq!(id, "abc-123");
         assert!(!generated);
+    }
+
+    #[test]
+    fn generated_ids_are_never_indexed() {
+        let (id, generated) = request_id(&HeaderMap::new());
+        assert!(generated);
+        assert!(id.is_sensitive(), "a new id would churn the HPACK table");
     }
 
     #[test]
