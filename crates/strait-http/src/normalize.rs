@@ -324,6 +324,38 @@ mod tests {
     }
 
     #[test]
+    fn clean_grpc_headers_keep_their_values_and_order() {
+        let mut request = Request::post("/pkg.Svc/Method")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("grpc-timeout", "1S")
+            .header("x-custom", "a")
+            .header("x-custom", "b")
+            .body(())
+            .unwrap();
+        to_upstream(&mut request, &conn("127.0.0.1:1"));
+        let h = request.headers();
+        assert_eq!(h["te"], "trailers");
+        assert_eq!(h["grpc-timeout"], "1S");
+        let custom: Vec<_> = h.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["a", "b"]);
+    }
+
+    #[test]
+    fn te_trailers_is_normalised_whatever_its_case_or_count() {
+        for values in [&["Trailers"][..], &["trailers", "trailers"][..]] {
+            let mut builder = Request::post("/");
+            for v in values {
+                builder = builder.header("te", *v);
+            }
+            let mut request = builder.body(()).unwrap();
+            to_upstream(&mut request, &conn("127.0.0.1:1"));
+            let te: Vec<_> = request.headers().get_all("te").iter().collect();
+            assert_eq!(te, ["trailers"], "te {values:?}");
+        }
+    }
+
+    #[test]
     fn te_other_than_trailers_is_dropped() {
         let mut request = Request::get("/").header("te", "gzip").body(()).unwrap();
         to_upstream(&mut request, &conn("127.0.0.1:1"));
