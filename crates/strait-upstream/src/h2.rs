@@ -548,10 +548,6 @@ impl http_body::Body for RecvBody {
     }
 }
 
-/// Streams the client's request body to the backend with HTTP/2 flow control. A client
-/// reset or disconnect resets the upstream stream with the client's reason (CANCEL when
-/// there is none); so does abandoning the response; a backend reset stops reading from the
-/// client.
 /// Sends the request body's frames that are ready now and fit the stream's flow-control
 /// window, without waiting for either. Ready once the body has been sent to its end (or the
 /// stream was reset, which leaves nothing to send); pending when the rest must be piped.
@@ -598,6 +594,10 @@ fn forward_ready(body: &mut Body, tx: &mut SendStream<Bytes>) -> Poll<()> {
     }
 }
 
+/// Streams the client's request body to the backend with HTTP/2 flow control. A client
+/// reset or disconnect resets the upstream stream with the client's reason (CANCEL when
+/// there is none); so does abandoning the response; a backend reset stops reading from the
+/// client.
 async fn pipe_request_body(
     mut body: Body,
     mut tx: SendStream<Bytes>,
