@@ -85,7 +85,8 @@ pub(crate) fn take<H: Handler>(
             tokio::time::Instant::now(),
             &enforcer,
         );
-        crate::server::serve_h2(io, handler, conn, drain, enforcer).await;
+        // Counted once, as the HTTP/1.1 connection it was.
+        crate::server::serve_h2(io, handler, conn, drain, enforcer, ()).await;
     });
     let mut response = Response::new(strait_core::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -229,16 +229,10 @@ impl<H: Handler> Client<H> {
         let conn = Arc::new(ConnInfo::new(entrypoint, remote, local, tls, settings));
         if matches!(protocol, Protocol::H2 | Protocol::H2c) {
             let io = guarded(io, &conn, started, &enforcer);
-            Box::pin(async move {
-                let _counted = counted;
-                serve_h2(io, handler, conn, drain, enforcer).await;
-            })
+            Box::pin(serve_h2(io, handler, conn, drain, enforcer, counted))
         } else {
             let io = H1Guard::new(io, enforcer.clone(), remote);
-            Box::pin(async move {
-                let _counted = counted;
-                serve_h1(io, conn, handler, drain, enforcer).await;
-            })
+            Box::pin(serve_h1(io, conn, handler, drain, enforcer, counted))
         }
     }
 }
@@ -262,12 +256,14 @@ pub(crate) fn guarded<I>(
 
 /// Serves an HTTP/1.1 connection (plaintext connections may switch to h2c with
 /// `Upgrade: h2c`; the service takes those over).
+/// `guard` is held while the connection is served (the open-connections gauge).
 async fn serve_h1<H, I>(
     io: I,
     conn: Arc<ConnInfo>,
     handler: H,
     mut drain: DrainWatch,
     enforcer: Arc<Enforcer>,
+    guard: impl Send + 'static,
 ) where
     H: Handler,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
@@ -307,17 +303,21 @@ async fn serve_h1<H, I>(
         }
         debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
     }
+    drop(guard);
 }
 
 /// Serves an HTTP/2 connection: TLS with ALPN h2, h2c with prior knowledge, or h2c after an
-/// `Upgrade: h2c`.
-pub(crate) async fn serve_h2<H, I>(
+/// `Upgrade: h2c`. `guard` is held while the connection is served (the open-connections
+/// gauge).
+pub(crate) fn serve_h2<H, I>(
     io: I,
     handler: H,
     conn: Arc<ConnInfo>,
     mut drain: DrainWatch,
     enforcer: Arc<Enforcer>,
-) where
+    guard: impl Send + 'static,
+) -> impl Future<Output = ()> + Send
+where
     H: Handler,
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
@@ -331,20 +331,27 @@ pub(crate) async fn serve_h2<H, I>(
             let activity = activity.clone();
             let enforcer = enforcer.clone();
             async move {
-                let response = handle(handler, request, conn, enforcer);
-                Ok::<_, Infallible>(activity.track(response).await)
+                let busy = activity.begin();
+                let response = handle(handler, request, conn, enforcer).await;
+                Ok::<_, Infallible>(Activity::until_end(busy, response))
             }
         })
     };
-    let connection = h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
-    tokio::pin!(connection);
-    let lifecycle = &conn.listener.lifecycle;
-    let result = drive(connection, &mut drain, lifecycle, &activity, |c| {
-        c.graceful_shutdown()
-    })
-    .await;
-    if let Err(e) = result {
-        debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
+    let mut connection =
+        h2_server(&conn.listener.http2).serve_connection(TokioIo::new(io), service);
+    // The connection is built before the future, which then holds only what serving needs:
+    // an idle connection's memory is mostly this future.
+    async move {
+        let lifecycle = &conn.listener.lifecycle;
+        let connection = Pin::new(&mut connection);
+        let result = drive(connection, &mut drain, lifecycle, &activity, |c| {
+            c.graceful_shutdown()
+        })
+        .await;
+        if let Err(e) = result {
+            debug!(entrypoint = %conn.entrypoint, client = %conn.remote, error = %e, "client connection ended");
+        }
+        drop(guard);
     }
 }
 
@@ -470,9 +477,9 @@ pub(crate) fn service<H: Handler>(
             if let Some(switching) = upgrade {
                 return Ok::<_, Infallible>(switching);
             }
-            Ok(activity
-                .track(handle(handler, request, conn, enforcer))
-                .await)
+            let busy = activity.begin();
+            let response = handle(handler, request, conn, enforcer).await;
+            Ok(Activity::until_end(busy, response))
         }
     })
 }
@@ -506,7 +513,7 @@ pub(crate) struct Activity {
 }
 
 /// One open request; the connection counts as busy until it is dropped.
-struct Busy(Arc<Activity>);
+pub(crate) struct Busy(Arc<Activity>);
 
 impl Activity {
     /// Tracks requests only when `lifecycle` has an idle timeout.
@@ -517,19 +524,24 @@ impl Activity {
         })
     }
 
-    /// Counts the request open from now until its response stream ends.
-    pub(crate) async fn track(
-        self: &Arc<Self>,
-        response: impl Future<Output = Response<Body>>,
-    ) -> Response<Body> {
+    /// Counts a request open from now until [`Activity::until_end`] sees its response
+    /// stream end. Two calls rather than one taking the response future: an async fn that
+    /// awaits a future it was given stores that future twice, and this one is every request's.
+    pub(crate) fn begin(self: &Arc<Self>) -> Option<Busy> {
         if !self.enabled {
-            return response.await;
+            return None;
         }
         self.open.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
-        let busy = Busy(self.clone());
-        let response = response.await;
-        ObservedBody::observe_response(response, move |_| drop(busy))
+        Some(Busy(self.clone()))
+    }
+
+    /// Keeps the request counted open until `response`'s stream ends.
+    pub(crate) fn until_end(busy: Option<Busy>, response: Response<Body>) -> Response<Body> {
+        match busy {
+            None => response,
+            Some(busy) => ObservedBody::observe_response(response, move |_| drop(busy)),
+        }
     }
 
     /// Resolves once no request has been open for `timeout`.
