@@ -20,8 +20,8 @@ use strait_http::{error_response, normalize, text_response, ConnInfo, Handler};
 use strait_route::FaultInjector;
 use strait_route::RouteTable;
 use strait_telemetry::{
-    AccessLog, CountingBody, End, Metrics, ObservedBody, Outcome, Protocol, RequestRecord,
-    X_REQUEST_ID,
+    AccessLog, CountingBody, End, EntrypointStreams, Metrics, ObservedBody, Outcome, Protocol,
+    RequestRecord, X_REQUEST_ID,
 };
 use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
@@ -48,7 +48,8 @@ pub(crate) struct Snapshot {
     services: Vec<Arc<Service>>,
     /// Per entrypoint name: its index in the route table and the header that carries the
     /// client certificate identity.
-    entrypoints: HashMap<Arc<str>, EntrypointRuntime>,
+    /// FNV: looked up on every request, and the names come from the config.
+    entrypoints: HashMap<Arc<str>, EntrypointRuntime, fnv::FnvBuildHasher>,
     /// Per router, in config order (a route's `index`).
     routers: Vec<RouterPolicy>,
     access_log: AccessLog,
@@ -77,6 +78,7 @@ enum Fallback {
 struct EntrypointRuntime {
     index: usize,
     forward_client_cert: Option<HeaderName>,
+    streams: EntrypointStreams,
 }
 
 // === impl Proxy ===
@@ -100,7 +102,7 @@ impl Proxy {
                     drain_timeout: std::time::Duration::ZERO,
                 }),
                 services: Vec::new(),
-                entrypoints: HashMap::new(),
+                entrypoints: HashMap::default(),
                 routers: Vec::new(),
                 access_log: AccessLog::disabled(),
             })),
@@ -170,7 +172,12 @@ async fn observed(
     metrics: Metrics,
 ) -> Response<Body> {
     let started = Instant::now();
-    let stream = metrics.stream_started(&conn.entrypoint);
+    let entrypoint = snapshot.entrypoints.get(&conn.entrypoint);
+    let stream = match entrypoint {
+        Some(entrypoint) => entrypoint.streams.started(),
+        // A listener from before a reload that removed its entrypoint.
+        None => metrics.stream_started(&conn.entrypoint),
+    };
     let protocol = Protocol::of(request.version(), conn.tls.is_some());
     let mut record = RequestRecord::for_request(conn.entrypoint.clone(), protocol, &request);
     record.client = Some(conn.remote);
@@ -193,6 +200,7 @@ async fn observed(
     // Built inside the await: a future bound to a local first is stored twice.
     let serving = AssertUnwindSafe(proxy(
         &snapshot,
+        entrypoint,
         request,
         grpc,
         &conn,
@@ -248,6 +256,7 @@ pub(crate) struct Pending {
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     snapshot: &Snapshot,
+    entrypoint: Option<&EntrypointRuntime>,
     mut request: Request<Body>,
     grpc: bool,
     conn: &ConnInfo,
@@ -261,7 +270,6 @@ async fn proxy(
         return strait_http::grpc_needs_http2(conn.tls.is_some());
     }
     let client = conn.tls.as_ref().and_then(|tls| tls.client.as_deref());
-    let entrypoint = snapshot.entrypoints.get(&conn.entrypoint);
     let route = entrypoint.and_then(|e| snapshot.routes.route(e.index, &request, client));
     let Some(route) = route else {
         let err = ProxyError::new(
@@ -562,11 +570,14 @@ impl Snapshot {
                     .as_ref()
                     .and_then(|tls| tls.client_auth.as_ref())
                     .and_then(|auth| auth.forward_header.clone());
+                let name = Arc::from(name.as_str());
+                let streams = metrics.entrypoint_streams(&name);
                 (
-                    Arc::from(name.as_str()),
+                    name,
                     EntrypointRuntime {
                         index,
                         forward_client_cert,
+                        streams,
                     },
                 )
             })

@@ -14,8 +14,8 @@ pub use access_log::{AccessLog, DEFAULT_CAPACITY};
 pub use body::{decode_grpc_message, grpc_status_of, CountingBody, End, ObservedBody, Outcome};
 pub use logging::init_logging;
 pub use metrics::{
-    BreakerState, ConnectionGuard, HandshakeResult, Metrics, StreamGuard, UpstreamConnGuard,
-    UpstreamStreamGuard,
+    BreakerState, ConnectionGuard, EndpointMetrics, EntrypointStreams, HandshakeResult, Metrics,
+    StreamGuard, UpstreamConnGuard, UpstreamStreamGuard,
 };
 pub use record::{parse_grpc_path, Protocol, RequestRecord};
 pub use request_id::{never_indexed, request_id, X_REQUEST_ID};

@@ -65,6 +65,41 @@ pub struct UpstreamStreamGuard {
     active: Gauge,
 }
 
+/// One entrypoint's `strait_active_streams` series, from [`Metrics::entrypoint_streams`].
+#[derive(Clone, Debug)]
+pub struct EntrypointStreams {
+    active: Gauge,
+}
+
+impl EntrypointStreams {
+    /// Counts a request stream active on the entrypoint until the guard drops.
+    pub fn started(&self) -> StreamGuard {
+        self.active.inc();
+        StreamGuard {
+            active: self.active.clone(),
+        }
+    }
+}
+
+/// One endpoint's `strait_upstream_requests_total` and `strait_upstream_active_streams`
+/// series, from [`Metrics::endpoint`].
+#[derive(Clone, Debug)]
+pub struct EndpointMetrics {
+    requests: Counter,
+    active: Gauge,
+}
+
+impl EndpointMetrics {
+    /// Counts a request sent to the endpoint, and the stream active until the guard drops.
+    pub fn stream_started(&self) -> UpstreamStreamGuard {
+        self.requests.inc();
+        self.active.inc();
+        UpstreamStreamGuard {
+            active: self.active.clone(),
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 struct Inner {
@@ -475,14 +510,20 @@ impl Metrics {
 
     /// A request or stream started on `entrypoint`.
     pub fn stream_started(&self, entrypoint: &Arc<str>) -> StreamGuard {
-        let active = self
-            .inner
-            .active_streams
-            .get_or_create_owned(&EntrypointLabels {
-                entrypoint: entrypoint.clone(),
-            });
-        active.inc();
-        StreamGuard { active }
+        self.entrypoint_streams(entrypoint).started()
+    }
+
+    /// `entrypoint`'s `strait_active_streams` series, looked up once (when the config is
+    /// loaded) rather than on every request.
+    pub fn entrypoint_streams(&self, entrypoint: &Arc<str>) -> EntrypointStreams {
+        EntrypointStreams {
+            active: self
+                .inner
+                .active_streams
+                .get_or_create_owned(&EntrypointLabels {
+                    entrypoint: entrypoint.clone(),
+                }),
+        }
     }
 
     /// A client on `entrypoint` went over `limit` (a name from docs/security.md, such as
@@ -535,16 +576,22 @@ impl Metrics {
 
     /// A request was sent to an upstream endpoint (on a new or a reused connection).
     pub fn upstream_stream_started(&self, endpoint: &Arc<str>) -> UpstreamStreamGuard {
+        self.endpoint(endpoint).stream_started()
+    }
+
+    /// `endpoint`'s per-request series, looked up once (when the endpoint is set up) rather
+    /// than on every request. Its series exist from then on, at zero.
+    pub fn endpoint(&self, endpoint: &Arc<str>) -> EndpointMetrics {
         let labels = EndpointLabels {
             endpoint: endpoint.clone(),
         };
-        self.inner.upstream_requests.get_or_create(&labels).inc();
-        let active = self
-            .inner
-            .upstream_active_streams
-            .get_or_create_owned(&labels);
-        active.inc();
-        UpstreamStreamGuard { active }
+        EndpointMetrics {
+            requests: self.inner.upstream_requests.get_or_create_owned(&labels),
+            active: self
+                .inner
+                .upstream_active_streams
+                .get_or_create_owned(&labels),
+        }
     }
 
     /// The response head of one upstream attempt arrived `elapsed` after it was sent.

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use strait_config::AlpnProtocol;
 use strait_core::{ErrorKind, ProxyError, Side};
-use strait_telemetry::{Metrics, Protocol, UpstreamConnGuard};
+use strait_telemetry::{EndpointMetrics, Metrics, Protocol, UpstreamConnGuard};
 use strait_tls::UpstreamConnector;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -44,6 +44,8 @@ pub(crate) struct Target {
     pub(crate) tls: Option<UpstreamConnector>,
     learned: Arc<AtomicU8>,
     pub(crate) metrics: Metrics,
+    /// The endpoint's per-request series, looked up once here.
+    pub(crate) endpoint_metrics: EndpointMetrics,
     backoff: Arc<Backoff>,
 }
 
@@ -55,7 +57,9 @@ impl Target {
         tls: Option<UpstreamConnector>,
         metrics: Metrics,
     ) -> Target {
+        let endpoint_metrics = metrics.endpoint(&label);
         Target {
+            endpoint_metrics,
             host,
             port,
             label,

@@ -151,7 +151,7 @@ impl H1Pool {
     ) -> Result<Response<Body>, ProxyError> {
         let mut request = to_origin_form(request, &self.shared.target);
         let target = &self.shared.target;
-        let in_flight = target.metrics.upstream_stream_started(&target.label);
+        let in_flight = target.endpoint_metrics.stream_started();
         let mut next = Some(checkout);
         loop {
             // A connection that turns out unusable is dropped with its slot at the end of the

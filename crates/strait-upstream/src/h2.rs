@@ -145,10 +145,7 @@ impl H2Pool {
         request: Request<Body>,
     ) -> Result<Response<Body>, ProxyError> {
         let ReadyStream(lease, mut sender) = ready;
-        let in_flight = self
-            .target
-            .metrics
-            .upstream_stream_started(&self.target.label);
+        let in_flight = self.target.endpoint_metrics.stream_started();
         let (parts, mut body) = request.into_parts();
         let end_of_stream = body.is_end_stream();
         let (response, mut stream) = sender

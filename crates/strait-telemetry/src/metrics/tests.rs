@@ -317,3 +317,59 @@ fn clones_share_counters() {
         Some("9")
     );
 }
+
+#[test]
+fn handles_looked_up_once_share_the_series_of_per_request_lookups() {
+    let metrics = Metrics::new();
+    let endpoint = metrics.endpoint(&name("10.0.0.1:80"));
+    let streams = metrics.entrypoint_streams(&name("web"));
+    // Made when the config loads: the series exist, at zero, before any request.
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            "strait_upstream_requests_total{endpoint=\"10.0.0.1:80\"}"
+        ),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&text, "strait_active_streams{entrypoint=\"web\"}"),
+        Some("0")
+    );
+    let a = endpoint.stream_started();
+    let b = metrics.upstream_stream_started(&name("10.0.0.1:80"));
+    let s = streams.started();
+    let t = metrics.stream_started(&name("web"));
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            "strait_upstream_requests_total{endpoint=\"10.0.0.1:80\"}"
+        ),
+        Some("2")
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "strait_upstream_active_streams{endpoint=\"10.0.0.1:80\"}"
+        ),
+        Some("2")
+    );
+    assert_eq!(
+        sample(&text, "strait_active_streams{entrypoint=\"web\"}"),
+        Some("2")
+    );
+    drop((a, b, s, t));
+    let text = metrics.encode();
+    assert_eq!(
+        sample(
+            &text,
+            "strait_upstream_active_streams{endpoint=\"10.0.0.1:80\"}"
+        ),
+        Some("0")
+    );
+    assert_eq!(
+        sample(&text, "strait_active_streams{entrypoint=\"web\"}"),
+        Some("0")
+    );
+}
