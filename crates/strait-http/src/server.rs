@@ -104,24 +104,27 @@ pub async fn serve<H: Handler>(
             metrics: metrics.clone(),
             enforcer: enforcer.clone(),
         };
+        // The handshake is boxed and made before the task, so the task holds only two
+        // pointers: the handshake, freed when it ends, then the protocol's connection, boxed
+        // once known. An idle connection's memory is then that connection's state, not the
+        // size of the largest protocol's (TLS included), all of which would be written when
+        // the task is spawned.
+        let handshake: Handshake = match client.settings.tls.clone() {
+            None => Box::pin(client.plaintext(stream)),
+            Some(tls) => Box::pin(client.secure(stream, tls)),
+        };
         tokio::spawn(async move {
             let _admitted = admitted;
-            // The protocol's connection is boxed once the handshake is over, so the task
-            // holds only the one it serves: an idle connection's memory is then that
-            // connection's state, not the size of the largest protocol's (TLS included),
-            // all of which would be written when the task is spawned.
-            // The handshake is boxed too: it ends before the connection is served, and its
-            // memory goes back then.
-            let serving = match client.settings.tls.clone() {
-                None => Box::pin(client.plaintext(stream)).await,
-                Some(tls) => Box::pin(client.secure(stream, tls)).await,
-            };
-            if let Some(serving) = serving {
+            if let Some(serving) = handshake.await {
                 serving.await;
             }
         });
     }
 }
+
+/// A connection's handshake (TLS, or the plaintext preface sniff), boxed: the connection to
+/// serve, if any.
+type Handshake = Pin<Box<dyn Future<Output = Option<Serving>> + Send>>;
 
 /// A connection being served, boxed.
 type Serving = Pin<Box<dyn Future<Output = ()> + Send>>;
