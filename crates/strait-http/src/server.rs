@@ -328,16 +328,16 @@ where
     let service = {
         let conn = conn.clone();
         let activity = activity.clone();
+        // `handle`'s own future, with no async block around it: one would keep a second
+        // copy of the request and the handles for as long as the stream lives.
         service_fn(move |request: Request<Incoming>| {
-            let handler = handler.clone();
-            let conn = conn.clone();
-            let activity = activity.clone();
-            let enforcer = enforcer.clone();
-            async move {
-                let busy = activity.begin();
-                let response = handle(handler, request, conn, enforcer).await;
-                Ok::<_, Infallible>(Activity::until_end(busy, response))
-            }
+            handle(
+                handler.clone(),
+                request,
+                conn.clone(),
+                enforcer.clone(),
+                activity.clone(),
+            )
         })
     };
     let mut connection =
@@ -478,28 +478,31 @@ pub(crate) fn service<H: Handler>(
         let enforcer = enforcer.clone();
         async move {
             if let Some(switching) = upgrade {
-                return Ok::<_, Infallible>(switching);
+                return Ok(switching);
             }
-            let busy = activity.begin();
-            let response = handle(handler, request, conn, enforcer).await;
-            Ok(Activity::until_end(busy, response))
+            handle(handler, request, conn, enforcer, activity).await
         }
     })
 }
 
-/// A request through its entrypoint's checks, then to the handler.
+/// A request through its entrypoint's checks, then to the handler. It counts as open on its
+/// connection (for the idle timeout) until its response stream ends.
 pub(crate) async fn handle<H: Handler>(
     handler: H,
     request: Request<Incoming>,
     conn: Arc<ConnInfo>,
     enforcer: Arc<Enforcer>,
-) -> Response<Body> {
-    let admitted = match admit(request.map(strait_core::boxed), &conn, &enforcer).await {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
+    activity: Arc<Activity>,
+) -> Result<Response<Body>, Infallible> {
+    let busy = activity.begin();
+    let response = match admit(request.map(strait_core::boxed), &conn, &enforcer).await {
+        Ok(admitted) => {
+            let response = handler.handle(admitted.request, &conn).await;
+            admitted.check.finish(response, &conn, &enforcer)
+        }
+        Err(refused) => refused,
     };
-    let response = handler.handle(admitted.request, &conn).await;
-    admitted.check.finish(response, &conn, &enforcer)
+    Ok(Activity::until_end(busy, response))
 }
 
 /// Requests open on one client connection, for the idle timeout: a connection is idle when
@@ -516,7 +519,7 @@ pub(crate) struct Activity {
 }
 
 /// One open request; the connection counts as busy until it is dropped.
-pub(crate) struct Busy(Arc<Activity>);
+struct Busy(Arc<Activity>);
 
 impl Activity {
     /// Tracks requests only when `lifecycle` has an idle timeout.
@@ -530,7 +533,8 @@ impl Activity {
     /// Counts a request open from now until [`Activity::until_end`] sees its response
     /// stream end. Two calls rather than one taking the response future: an async fn that
     /// awaits a future it was given stores that future twice, and this one is every request's.
-    pub(crate) fn begin(self: &Arc<Self>) -> Option<Busy> {
+    /// `handle` makes both.
+    fn begin(self: &Arc<Self>) -> Option<Busy> {
         if !self.enabled {
             return None;
         }
@@ -540,7 +544,7 @@ impl Activity {
     }
 
     /// Keeps the request counted open until `response`'s stream ends.
-    pub(crate) fn until_end(busy: Option<Busy>, response: Response<Body>) -> Response<Body> {
+    fn until_end(busy: Option<Busy>, response: Response<Body>) -> Response<Body> {
         match busy {
             None => response,
             Some(busy) => ObservedBody::observe_response(response, move |_| drop(busy)),
