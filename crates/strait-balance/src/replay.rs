@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -100,9 +100,15 @@ impl Replay {
         shared.kept_bytes = 0;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        lock(&self.shared)
     }
+}
+
+/// The state behind `Replay` and its bodies; a panic while it was held leaves nothing half
+/// done that the next holder could not handle, so poisoning is ignored.
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl http_body::Body for ReplayBody {
@@ -117,7 +123,7 @@ impl http_body::Body for ReplayBody {
         if this.done || this.empty {
             return Poll::Ready(None);
         }
-        let mut shared = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut shared = lock(&this.shared);
         if shared.generation != this.generation {
             this.done = true;
             return Poll::Ready(Some(Err("request body moved to a newer attempt".into())));
@@ -173,7 +179,7 @@ impl http_body::Body for ReplayBody {
         if self.empty || self.done {
             return true;
         }
-        let shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let shared = lock(&self.shared);
         shared.generation == self.generation
             && self.position >= shared.kept.len()
             && shared.trailers.is_none()

@@ -574,11 +574,6 @@ impl Metrics {
         }
     }
 
-    /// A request was sent to an upstream endpoint (on a new or a reused connection).
-    pub fn upstream_stream_started(&self, endpoint: &Arc<str>) -> UpstreamStreamGuard {
-        self.endpoint(endpoint).stream_started()
-    }
-
     /// `endpoint`'s per-request series, looked up once (when the endpoint is set up) rather
     /// than on every request. Its series exist from then on, at zero.
     pub fn endpoint(&self, endpoint: &Arc<str>) -> EndpointMetrics {

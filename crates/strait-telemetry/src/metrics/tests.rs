@@ -210,8 +210,8 @@ fn upstream_connections_streams_and_durations() {
     let metrics = Metrics::new();
     let endpoint = name("127.0.0.1:50051");
     let conn = metrics.upstream_connection_opened(&endpoint, Protocol::H2c);
-    let a = metrics.upstream_stream_started(&endpoint);
-    let b = metrics.upstream_stream_started(&endpoint);
+    let a = metrics.endpoint(&endpoint).stream_started();
+    let b = metrics.endpoint(&endpoint).stream_started();
     metrics.upstream_response_headers(&name("orders"), &endpoint, Duration::from_millis(2));
     let text = metrics.encode();
     let ep = "endpoint=\"127.0.0.1:50051\"";
@@ -337,7 +337,7 @@ fn handles_looked_up_once_share_the_series_of_per_request_lookups() {
         Some("0")
     );
     let a = endpoint.stream_started();
-    let b = metrics.upstream_stream_started(&name("10.0.0.1:80"));
+    let b = metrics.endpoint(&name("10.0.0.1:80")).stream_started();
     let s = streams.started();
     let t = metrics.stream_started(&name("web"));
     let text = metrics.encode();
