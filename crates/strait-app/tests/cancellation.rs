@@ -4,8 +4,7 @@
 
 use bytes::Bytes;
 use h2::Reason;
-use strait_grpc::echo::EchoRequest;
-use strait_test::backend::TestBackend;
+use strait_test::backend::{hanging, TestBackend};
 use strait_test::raw::{self, SilentBackend};
 use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
 
@@ -88,10 +87,7 @@ async fn tonic_call_dropped_cancels_the_backend_handler() {
     let strait = start_strait(&single_service_config(&[backend.url()])).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
-    let mut request = tonic::Request::new(EchoRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-test", "hang".parse().unwrap());
+    let request = hanging();
     let call = tokio::spawn(async move { client.unary(request).await });
     assert_eventually!(backend.calls() == 1);
     call.abort();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::TestBackend;
+use strait_test::backend::{hanging, TestBackend};
 use strait_test::http_echo::HttpEcho;
 use strait_test::{assert_eventually, echo_client, http1, start_strait, Running};
 
@@ -23,14 +23,6 @@ fn config(server: &str, limits: &str) -> String {
 
 fn pending(strait: &Running) -> usize {
     strait.proxy().services()[0].endpoints()[0].pending_requests()
-}
-
-fn hanging() -> tonic::Request<EchoRequest> {
-    let mut request = tonic::Request::new(EchoRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-test", "hang".parse().unwrap());
-    request
 }
 
 #[tokio::test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use h2::Reason;
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::{TestBackend, GAP};
+use strait_test::backend::{in_mode, TestBackend, GAP};
 use strait_test::raw::{self, SilentBackend};
 use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
 use tokio::time::Instant;
@@ -70,13 +70,13 @@ async fn deadline_mid_stream_ends_with_deadline_exceeded_trailers() {
     let strait = start_strait(&config_with_route_timeout(&backend.url(), "2s")).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
-    let mut request = tonic::Request::new(EchoRequest {
-        payload: "a".into(),
-        repeat: 0,
-    });
-    request
-        .metadata_mut()
-        .insert("x-test", "gap".parse().unwrap());
+    let request = in_mode(
+        tonic::Request::new(EchoRequest {
+            payload: "a".into(),
+            repeat: 0,
+        }),
+        "gap",
+    );
     let mut stream = client.server_stream(request).await.unwrap().into_inner();
     assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
     let started = Instant::now();
@@ -125,13 +125,13 @@ async fn a_silent_gap_of_75s_survives() {
     let strait = start_strait(&single_service_config(&[backend.url()])).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
-    let mut request = tonic::Request::new(EchoRequest {
-        payload: "a".into(),
-        repeat: 0,
-    });
-    request
-        .metadata_mut()
-        .insert("x-test", "gap".parse().unwrap());
+    let request = in_mode(
+        tonic::Request::new(EchoRequest {
+            payload: "a".into(),
+            repeat: 0,
+        }),
+        "gap",
+    );
     let started = Instant::now();
     let mut stream = client.server_stream(request).await.unwrap().into_inner();
     assert_eq!(stream.message().await.unwrap().unwrap().index, 0);

@@ -3,22 +3,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::{self, TestBackend};
+use strait_test::backend::{self, in_mode, TestBackend};
 use strait_test::{echo_client, single_service_config, start_strait};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request};
 
 fn request(mode: Option<&str>, repeat: u32) -> Request<EchoRequest> {
-    let mut request = Request::new(EchoRequest {
+    let request = Request::new(EchoRequest {
         payload: "x".into(),
         repeat,
     });
-    if let Some(mode) = mode {
-        request
-            .metadata_mut()
-            .insert("x-test", mode.parse().unwrap());
+    match mode {
+        Some(mode) => in_mode(request, mode),
+        None => request,
     }
-    request
 }
 
 fn assert_rich_failure(status: &tonic::Status) {

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::TestBackend;
+use strait_test::backend::{in_mode, TestBackend};
 use strait_test::{assert_eventually, echo_client, http1, start_strait};
 use tonic::Request;
 
@@ -19,14 +19,13 @@ fn config(backend: &str, access_log: &str) -> String {
 }
 
 fn with_mode(mode: &str, repeat: u32) -> Request<EchoRequest> {
-    let mut request = Request::new(EchoRequest {
-        payload: "p".into(),
-        repeat,
-    });
-    request
-        .metadata_mut()
-        .insert("x-test", mode.parse().unwrap());
-    request
+    in_mode(
+        Request::new(EchoRequest {
+            payload: "p".into(),
+            repeat,
+        }),
+        mode,
+    )
 }
 
 /// The value of the sample whose line contains every one of `parts`.

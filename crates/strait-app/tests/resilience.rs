@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use strait_grpc::echo::echo_client::EchoClient;
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::{Behaviour, TestBackend};
+use strait_test::backend::{hanging, in_mode, Behaviour, TestBackend};
 use strait_test::raw::SilentBackend;
 use strait_test::{assert_eventually, echo_client, start_strait};
 use tonic::transport::Channel;
@@ -431,10 +431,7 @@ async fn traffic_classes_are_isolated() {
     let mut hanging = Vec::new();
     for _ in 0..2 {
         let mut client = echo_client(addr).await;
-        let mut request = with_header("x-traffic-class", "best-effort");
-        request
-            .metadata_mut()
-            .insert("x-test", "hang".parse().unwrap());
+        let request = in_mode(with_header("x-traffic-class", "best-effort"), "hang");
         hanging.push(tokio::spawn(async move { client.unary(request).await }));
     }
     assert_eventually!(
@@ -562,9 +559,7 @@ async fn fallbacks_answer_for_rejected_requests() {
     let addr = strait.entrypoint("web").unwrap();
     // Fill `limited`'s one place.
     let mut hanging_client = echo_client(addr).await;
-    let mut hang = with_header("x-route", "static");
-    hang.metadata_mut()
-        .insert("x-test", "hang".parse().unwrap());
+    let hang = in_mode(with_header("x-route", "static"), "hang");
     let hanging = tokio::spawn(async move { hanging_client.unary(hang).await });
     assert_eventually!(
         backend.calls() == 1,
@@ -707,9 +702,7 @@ async fn a_cancelled_call_is_not_counted_in_flight_forever() {
     let backend = TestBackend::start().await;
     let strait = start_strait(&config(&[backend.url()], "", "")).await;
     let mut client = client(&strait).await;
-    let mut hang = Request::new(EchoRequest::default());
-    hang.metadata_mut()
-        .insert("x-test", "hang".parse().unwrap());
+    let hang = hanging();
     let call = tokio::spawn(async move { client.unary(hang).await });
     let service = strait.proxy().services()[0].clone();
     assert_eventually!(

@@ -4,17 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use strait_grpc::echo::EchoRequest;
-use strait_test::backend::TestBackend;
+use strait_test::backend::{hanging, TestBackend};
 use strait_test::http_echo::HttpEcho;
 use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
-
-fn hanging() -> tonic::Request<EchoRequest> {
-    let mut request = tonic::Request::new(EchoRequest::default());
-    request
-        .metadata_mut()
-        .insert("x-test", "hang".parse().unwrap());
-    request
-}
 
 #[tokio::test]
 async fn a_new_connection_opens_when_the_backend_stream_limit_is_reached() {

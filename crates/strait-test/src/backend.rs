@@ -24,6 +24,20 @@ pub fn details() -> Bytes {
 
 pub const TRAILER_BIN: &[u8] = &[0, 1, 2, 254, 255];
 
+/// The request metadata that picks a call's behaviour.
+pub const MODE: &str = "x-test";
+
+/// `request` with its behaviour picked: `x-test: <mode>` (`hang`, `gap`, `fail`, ...).
+pub fn in_mode<T>(mut request: Request<T>, mode: &str) -> Request<T> {
+    request.metadata_mut().insert(MODE, mode.parse().unwrap());
+    request
+}
+
+/// A unary call the backend holds open until the client goes away.
+pub fn hanging() -> Request<EchoRequest> {
+    in_mode(Request::new(EchoRequest::default()), "hang")
+}
+
 /// The silent gap `x-test: gap` puts between two server-stream messages.
 pub const GAP: Duration = Duration::from_secs(75);
 
@@ -217,7 +231,7 @@ impl TestEcho {
     fn record<T>(&self, request: &Request<T>) -> Option<String> {
         let metadata = request.metadata().clone();
         let mode = metadata
-            .get("x-test")
+            .get(MODE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         self.observed.metadata.lock().unwrap().push(metadata);

@@ -181,7 +181,7 @@ async fn describe(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if request
         .headers()
-        .get("x-test")
+        .get(crate::backend::MODE)
         .is_some_and(|v| v.as_bytes() == b"hang")
     {
         // Never released: the sender lives as long as the backend.
