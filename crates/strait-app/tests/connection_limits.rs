@@ -89,8 +89,9 @@ async fn http2_requests_wait_for_a_stream_on_the_one_allowed_connection() {
     assert_eq!(backend.connections(), 1, "the limit is one connection");
 }
 
-#[tokio::test]
-async fn http1_requests_wait_for_the_one_allowed_connection() {
+/// An HTTP/1.1 endpoint limited to one connection and one waiting request, with one request
+/// held at the backend on that connection and a second one waiting for it.
+async fn one_held_one_waiting() -> (HttpEcho, Running, HttpCall, HttpCall) {
     let backend = HttpEcho::start().await;
     let strait = start_strait(&config(
         &backend.url("http"),
@@ -107,6 +108,15 @@ async fn http1_requests_wait_for_the_one_allowed_connection() {
     );
     let waiting = tokio::spawn(http1(addr, "GET", "/waiting", &[]));
     assert_eventually!(pending(&strait) == 1, WAIT, "request not waiting");
+    (backend, strait, held, waiting)
+}
+
+type HttpCall = tokio::task::JoinHandle<(u16, String)>;
+
+#[tokio::test]
+async fn http1_requests_wait_for_the_one_allowed_connection() {
+    let (backend, strait, held, waiting) = one_held_one_waiting().await;
+    let addr = strait.entrypoint("web").unwrap();
 
     let (status, body) = tokio::time::timeout(WAIT, http1(addr, "GET", "/rejected", &[]))
         .await
@@ -130,22 +140,8 @@ async fn http1_requests_wait_for_the_one_allowed_connection() {
 /// Waiting requests whose clients go away give their places back.
 #[tokio::test]
 async fn abandoned_waiting_requests_leave_the_queue() {
-    let backend = HttpEcho::start().await;
-    let strait = start_strait(&config(
-        &backend.url("http"),
-        "max_connections: 1, max_pending: 1",
-    ))
-    .await;
+    let (backend, strait, _held, waiting) = one_held_one_waiting().await;
     let addr = strait.entrypoint("web").unwrap();
-
-    let _held = tokio::spawn(http1(addr, "GET", "/held", &[("x-test", "hang")]));
-    assert_eventually!(
-        backend.requests() == 1,
-        WAIT,
-        "held request not at the backend"
-    );
-    let waiting = tokio::spawn(http1(addr, "GET", "/waiting", &[]));
-    assert_eventually!(pending(&strait) == 1, WAIT, "request not waiting");
     waiting.abort();
     assert_eventually!(
         pending(&strait) == 0,
