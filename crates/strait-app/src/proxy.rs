@@ -21,7 +21,7 @@ use strait_route::FaultInjector;
 use strait_route::RouteTable;
 use strait_telemetry::{
     AccessLog, CountingBody, End, EntrypointStreams, Metrics, ObservedBody, Outcome, Protocol,
-    RequestRecord, X_REQUEST_ID,
+    RequestRecord,
 };
 use strait_tls::UpstreamConnector;
 use tokio::time::Instant;
@@ -179,19 +179,14 @@ async fn observed(
         None => metrics.stream_started(&conn.entrypoint),
     };
     let protocol = Protocol::of(request.version(), conn.tls.is_some());
+    // The id is settled first: the record takes it from the headers.
+    strait_telemetry::request_id(request.headers_mut());
     let mut record = RequestRecord::for_request(conn.entrypoint.clone(), protocol, &request);
     record.client = Some(conn.remote);
     if let Some(tls) = &conn.tls {
         record.alpn = tls.alpn.map(|p| p.as_str());
         record.tls_version = Some(tls.version);
     }
-    let (id, generated) = strait_telemetry::request_id(request.headers());
-    if generated {
-        request.headers_mut().insert(X_REQUEST_ID, id.clone());
-    } else if let Some(kept) = request.headers_mut().get_mut(X_REQUEST_ID) {
-        strait_telemetry::never_indexed(kept);
-    }
-    record.request_id = Some(id);
     let request_bytes = Arc::new(AtomicU64::new(0));
     let request = request.map(|body| CountingBody::wrap(body, request_bytes.clone()));
 

@@ -18,4 +18,4 @@ pub use metrics::{
     StreamGuard, UpstreamConnGuard, UpstreamStreamGuard,
 };
 pub use record::{parse_grpc_path, Protocol, RequestRecord};
-pub use request_id::{never_indexed, request_id, X_REQUEST_ID};
+pub use request_id::{request_id, X_REQUEST_ID};

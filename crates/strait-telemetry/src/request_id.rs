@@ -13,17 +13,23 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// every log line huge.
 const MAX_LEN: usize = 128;
 
-/// The request's id and whether strait made it: the client's `x-request-id` when it is
-/// usable (1 to 128 visible ASCII characters), otherwise a new random UUID v4. When the
-/// id is new, the caller sets it on the request going upstream.
-pub fn request_id(headers: &HeaderMap) -> (HeaderValue, bool) {
-    if let Some(id) = headers.get(X_REQUEST_ID) {
+/// The request's id, set on `headers` for the request going upstream: the client's
+/// `x-request-id` when it is usable (1 to 128 visible ASCII characters), otherwise a new
+/// random UUID v4 in its place. Either way it goes out "never indexed" for HPACK: a value
+/// that differs on every request only churns the compression table of the connection it
+/// crosses, each insertion evicting an entry the next request's other headers could have
+/// reused.
+pub fn request_id(headers: &mut HeaderMap) -> HeaderValue {
+    if let Some(id) = headers.get_mut(X_REQUEST_ID) {
         let bytes = id.as_bytes();
         if !bytes.is_empty() && bytes.len() <= MAX_LEN && bytes.iter().all(u8::is_ascii_graphic) {
-            return (id.clone(), false);
+            id.set_sensitive(true);
+            return id.clone();
         }
     }
-    (new_uuid(), true)
+    let id = new_uuid();
+    headers.insert(X_REQUEST_ID, id.clone());
+    id
 }
 
 /// A UUID v4 (RFC 9562), lower-case hex. The ids must be unique, not secret: a process-wide
@@ -53,16 +59,8 @@ fn new_uuid() -> HeaderValue {
     // Hex digits and dashes are always a valid header value; the fallback is never taken.
     let mut id = HeaderValue::from_bytes(&text)
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"));
-    never_indexed(&mut id);
-    id
-}
-
-/// Marks an id "never indexed" for HPACK. A value that differs on every request only
-/// churns the compression table of the connection it crosses: each insertion evicts an
-/// entry the next request's other headers could have reused, which then go out as literals
-/// again.
-pub fn never_indexed(id: &mut HeaderValue) {
     id.set_sensitive(true);
+    id
 }
 
 #[cfg(test)]
@@ -70,19 +68,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keeps_a_usable_incoming_id() {
+    fn keeps_a_usable_incoming_id_never_indexed() {
         let mut headers = HeaderMap::new();
         headers.insert(X_REQUEST_ID, HeaderValue::from_static("abc-123"));
-        let (id, generated) = request_id(&headers);
+        let id = request_id(&mut headers);
         assert_eq!(id, "abc-123");
-        assert!(!generated);
+        assert_eq!(headers[X_REQUEST_ID], "abc-123");
+        assert!(
+            headers[X_REQUEST_ID].is_sensitive(),
+            "a per-request value would churn the HPACK table"
+        );
     }
 
     #[test]
-    fn generated_ids_are_never_indexed() {
-        let (id, generated) = request_id(&HeaderMap::new());
-        assert!(generated);
-        assert!(id.is_sensitive(), "a new id would churn the HPACK table");
+    fn sets_a_new_id_never_indexed() {
+        let mut headers = HeaderMap::new();
+        let id = request_id(&mut headers);
+        assert_eq!(headers[X_REQUEST_ID], id);
+        assert!(headers[X_REQUEST_ID].is_sensitive());
     }
 
     #[test]
@@ -94,17 +97,17 @@ mod tests {
         ] {
             let mut headers = HeaderMap::new();
             headers.insert(X_REQUEST_ID, bad.clone());
-            let (id, generated) = request_id(&headers);
-            assert!(generated, "{bad:?} kept");
-            assert_ne!(id, bad);
+            let id = request_id(&mut headers);
+            assert_ne!(id, bad, "{bad:?} kept");
+            assert_eq!(headers.get_all(X_REQUEST_ID).iter().count(), 1);
+            assert_eq!(headers[X_REQUEST_ID], id);
         }
     }
 
     #[test]
     fn generates_distinct_uuid_v4() {
-        let (a, generated) = request_id(&HeaderMap::new());
-        let (b, _) = request_id(&HeaderMap::new());
-        assert!(generated);
+        let a = request_id(&mut HeaderMap::new());
+        let b = request_id(&mut HeaderMap::new());
         assert_ne!(a, b);
         let text = a.to_str().unwrap();
         assert_eq!(text.len(), 36);
