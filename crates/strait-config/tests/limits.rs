@@ -285,8 +285,8 @@ fn bad_values_are_refused_where_they_are() {
             "      max_header_size: unlimited\n",
             5,
             24,
-            "for `max_header_size`",
-            "8KiB",
+            "`unlimited` is not a size: it does not start with a number for `max_header_size`",
+            "64KiB",
         ),
         (
             "      max_header_size: 0\n",

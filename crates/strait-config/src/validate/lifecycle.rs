@@ -320,7 +320,7 @@ impl Validator {
             NodeKind::Str(text) => match parse_size(text) {
                 Ok(bytes) => (Some(bytes), text.clone()),
                 Err(err) => {
-                    self.report_hint(node.loc, err, SIZE_HINT);
+                    self.report_hint(node.loc, format!("{err} for `{key}` {context}"), SIZE_HINT);
                     return None;
                 }
             },

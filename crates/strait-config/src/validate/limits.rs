@@ -3,11 +3,17 @@
 
 use std::time::Duration;
 
+use super::lifecycle::SizeLimit;
 use super::{get, Entries, Validator};
 use crate::model::{FrameRates, Http2Settings, Limits, PathNormalization};
 use crate::size::parse_size;
 use crate::tree::{Node, NodeKind};
 
+const HEADER_SIZE: SizeLimit = SizeLimit {
+    min: 1,
+    max: u32::MAX as u64,
+    hint: "e.g. 8KiB",
+};
 const LIMITS_KEYS: &[&str] = &[
     "header_read_timeout",
     "max_connections",
@@ -110,7 +116,7 @@ impl Validator {
         });
         let max_header_size = match get(entries, "max_header_size") {
             None => Some(defaults.max_header_size),
-            Some((_, value)) => self.header_size(value, context),
+            Some((_, value)) => self.size(value, "max_header_size", context, &HEADER_SIZE),
         };
         let max_continuation_frames = match get(entries, "max_continuation_frames") {
             None => Some(None),
@@ -228,48 +234,6 @@ impl Validator {
             return None;
         }
         Some(Some(bytes))
-    }
-
-    fn header_size(&mut self, node: &Node, context: &str) -> Option<u32> {
-        let bytes = match &node.kind {
-            NodeKind::Str(text) => match parse_size(text) {
-                Ok(bytes) => bytes,
-                Err(err) => {
-                    self.report_hint(
-                        node.loc,
-                        format!("{err} for `max_header_size` {context}"),
-                        "e.g. 8KiB",
-                    );
-                    return None;
-                }
-            },
-            NodeKind::Int(n) => u64::try_from(*n).unwrap_or(0),
-            _ => {
-                self.report_hint(
-                    node.loc,
-                    format!(
-                        "expected a size for `max_header_size` {context}, found {}",
-                        node.describe()
-                    ),
-                    "e.g. 8KiB",
-                );
-                return None;
-            }
-        };
-        match u32::try_from(bytes) {
-            Ok(bytes) if bytes >= 1 => Some(bytes),
-            _ => {
-                self.report_hint(
-                    node.loc,
-                    format!(
-                        "`max_header_size` {context} must be 1 to {} bytes",
-                        u32::MAX
-                    ),
-                    "e.g. 8KiB",
-                );
-                None
-            }
-        }
     }
 
     /// At least 1, and no more than the HTTP/2 engine allows for the entrypoint's header
