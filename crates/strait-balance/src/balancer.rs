@@ -9,6 +9,11 @@ use tokio::time::Instant;
 
 use crate::state::EndpointState;
 
+/// Two latency estimates within this factor of each other are the same to P2C: at low load
+/// the differences between comparable backends are noise, and taking them as decisive sends
+/// every call to whichever answered a little faster last.
+const COMPARABLE: f64 = 1.5;
+
 /// Longest weighted schedule kept; larger weight sums are scaled down to fit.
 const MAX_SCHEDULE: u64 = 4096;
 /// Points on the hash ring per unit of weight.
@@ -71,15 +76,7 @@ impl Balancer {
                 if b == a {
                     b = eligible[eligible.len() - 1];
                 }
-                let cost = |i: u32| {
-                    let i = i as usize;
-                    states[i].load(now) / f64::from(weights[i].max(1))
-                };
-                if cost(b) < cost(a) {
-                    b
-                } else {
-                    a
-                }
+                p2c(states, weights, [a, b], now)
             }
             Balancer::RoundRobin(next) => {
                 eligible[next.fetch_add(1, Ordering::Relaxed) % eligible.len()]
@@ -126,6 +123,53 @@ impl Balancer {
                 eligible[0]
             }
         }
+    }
+}
+
+/// Power of two choices between `pair`, two distinct endpoints drawn at random:
+/// 1. one with stale knowledge (nothing sent or in flight for `PROBE_AFTER`) is probed;
+/// 2. with latencies that differ by more than [`COMPARABLE`], the lower cost wins: latency ×
+///    (requests in flight + 1) ÷ weight;
+/// 3. with comparable latencies, the one with less in flight per unit of weight wins;
+/// 4. a tie (both idle, as when calls come one at a time) goes to either, in proportion to
+///    their weights, so sequential calls spread like weighted round robin.
+fn p2c(states: &[Arc<EndpointState>], weights: &[u32], pair: [u32; 2], now: Instant) -> u32 {
+    let [a, b] = pair;
+    let (sa, sb) = (&states[a as usize], &states[b as usize]);
+    let (wa, wb) = (weights[a as usize].max(1), weights[b as usize].max(1));
+    let coin = || {
+        if fastrand::u64(..u64::from(wa) + u64::from(wb)) < u64::from(wa) {
+            a
+        } else {
+            b
+        }
+    };
+    match (sa.needs_probe(now), sb.needs_probe(now)) {
+        (true, false) => return a,
+        (false, true) => return b,
+        (true, true) => return coin(),
+        (false, false) => {}
+    }
+    // An endpoint not measured yet is taken to be like the other one.
+    let (la, lb) = match (sa.latency(), sb.latency()) {
+        (Some(la), Some(lb)) => (la, lb),
+        (Some(l), None) | (None, Some(l)) => (l, l),
+        (None, None) => (1.0, 1.0),
+    };
+    let (na, nb) = (sa.active(), sb.active());
+    let comparable = la.max(lb) <= la.min(lb) * COMPARABLE;
+    if comparable && na == nb {
+        return coin();
+    }
+    let (la, lb) = if comparable { (1.0, 1.0) } else { (la, lb) };
+    let cost_a = la * f64::from(na + 1) / f64::from(wa);
+    let cost_b = lb * f64::from(nb + 1) / f64::from(wb);
+    if cost_a < cost_b {
+        a
+    } else if cost_b < cost_a {
+        b
+    } else {
+        coin()
     }
 }
 
@@ -215,6 +259,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::state::PROBE_AFTER;
 
     fn counts(schedule: &[u32], n: usize) -> Vec<usize> {
         let mut counts = vec![0; n];
@@ -264,12 +309,31 @@ mod tests {
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 4);
     }
 
+    /// Endpoints that were each sent a request at `now` and answered in `rtts`.
+    fn measured(rtts: &[Duration], now: Instant) -> Vec<Arc<EndpointState>> {
+        rtts.iter()
+            .map(|rtt| {
+                let state = Arc::new(EndpointState::new(now));
+                drop(state.started(now));
+                state.observe(*rtt, now);
+                state
+            })
+            .collect()
+    }
+
+    fn p2c_counts(s: &[Arc<EndpointState>], w: &[u32], picks: usize, now: Instant) -> Vec<usize> {
+        let balancer = Balancer::new(&LoadBalancer::P2c, w);
+        let eligible: Vec<u32> = (0..s.len() as u32).collect();
+        let picked: Vec<u32> = (0..picks)
+            .map(|_| balancer.pick(s, w, &eligible, None, now))
+            .collect();
+        counts(&picked, s.len())
+    }
+
     #[test]
     fn p2c_prefers_the_faster_endpoint() {
         let now = Instant::now();
-        let s = states(2);
-        s[0].observe(Duration::from_millis(1), now);
-        s[1].observe(Duration::from_millis(50), now);
+        let s = measured(&[Duration::from_millis(1), Duration::from_millis(50)], now);
         let w: &[u32] = &[1, 1];
         let balancer = Balancer::new(&LoadBalancer::P2c, &[1, 1]);
         let fast = (0..100)
@@ -277,14 +341,78 @@ mod tests {
             .count();
         assert_eq!(fast, 100);
         // Load counts too: 60 requests in flight on the fast one make it the costlier.
-        let _busy: Vec<_> = (0..60).map(|_| s[0].started()).collect();
+        let _busy: Vec<_> = (0..60).map(|_| s[0].started(now)).collect();
         assert_eq!(balancer.pick(&s, w, &[0, 1], None, now), 1);
+    }
+
+    /// Calls one at a time to comparable endpoints: nothing is in flight, and latencies that
+    /// differ by noise are not taken as decisive, so the calls spread over all of them.
+    #[test]
+    fn p2c_spreads_sequential_calls_over_comparable_endpoints() {
+        fastrand::seed(7);
+        let now = Instant::now();
+        let rtts = [300, 330, 390].map(Duration::from_micros);
+        let spread = p2c_counts(&measured(&rtts[..2], now), &[1, 1], 1000, now);
+        assert!(spread.iter().all(|&n| n > 400), "{spread:?}");
+        let spread = p2c_counts(&measured(&rtts, now), &[1, 1, 1], 900, now);
+        assert!(spread.iter().all(|&n| n > 240), "{spread:?}");
+        // Weights still count when calls come one at a time: 2:1 gets about 2/3.
+        let spread = p2c_counts(&measured(&rtts[..2], now), &[2, 1], 900, now);
+        assert!((540..660).contains(&spread[0]), "{spread:?}");
+    }
+
+    /// Among comparable endpoints, the one with less in flight wins.
+    #[test]
+    fn p2c_prefers_the_less_loaded_of_comparable_endpoints() {
+        let now = Instant::now();
+        let s = measured(
+            &[Duration::from_micros(300), Duration::from_micros(320)],
+            now,
+        );
+        let _busy = [s[1].started(now), s[1].started(now)];
+        let _one = s[0].started(now);
+        assert_eq!(p2c_counts(&s, &[1, 1], 50, now), [50, 0]);
+    }
+
+    /// An endpoint that lost every comparison gets the next call once its knowledge is
+    /// stale, and what that call measures replaces its old, slow figure.
+    #[test]
+    fn p2c_probes_an_endpoint_it_has_not_used_lately() {
+        let now = Instant::now();
+        let s = measured(
+            &[Duration::from_micros(300), Duration::from_millis(40)],
+            now,
+        );
+        assert_eq!(p2c_counts(&s, &[1, 1], 20, now), [20, 0]);
+        // The fast one keeps being used; the slow one has had nothing for PROBE_AFTER.
+        let later = now + PROBE_AFTER;
+        drop(s[0].started(later));
+        assert_eq!(p2c_counts(&s, &[1, 1], 1, later), [0, 1]);
+        let probe = s[1].started(later);
+        drop(probe);
+        s[1].observe(Duration::from_micros(310), later);
+        let spread = p2c_counts(&s, &[1, 1], 200, later);
+        assert!(spread.iter().all(|&n| n > 60), "{spread:?}");
+    }
+
+    /// Never-used endpoints (a fresh proxy, or one back from an ejection) are tried first:
+    /// with three endpoints every pair holds one of the two never sent to.
+    #[test]
+    fn p2c_tries_an_endpoint_never_sent_to() {
+        let now = Instant::now();
+        let s = states(3);
+        drop(s[0].started(now));
+        s[0].observe(Duration::from_micros(200), now);
+        let spread = p2c_counts(&s, &[1, 1, 1], 60, now);
+        assert_eq!(spread[0], 0, "{spread:?}");
+        assert!(spread[1] > 0 && spread[2] > 0, "{spread:?}");
     }
 
     #[test]
     fn least_request_picks_the_idlest() {
         let s = states(3);
-        let _busy = [s[0].started(), s[0].started(), s[2].started()];
+        let now = Instant::now();
+        let _busy = [s[0].started(now), s[0].started(now), s[2].started(now)];
         let w: &[u32] = &[1, 1, 1];
         let balancer = Balancer::new(&LoadBalancer::LeastRequest, &[1, 1, 1]);
         for _ in 0..20 {

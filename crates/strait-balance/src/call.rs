@@ -9,6 +9,7 @@ use std::time::Duration;
 use http::header::HeaderName;
 use http::{HeaderValue, Request, Response};
 use strait_core::{Body, Code, ErrorKind, ProxyError, Side};
+use strait_upstream::Answer;
 use tokio::time::Instant;
 use tracing::debug;
 
@@ -125,9 +126,8 @@ impl Service {
                     .insert(PREVIOUS_ATTEMPTS.clone(), HeaderValue::from(tries - 1));
             }
 
-            let mut in_flight = Some(state.started());
-            let sent_at = Instant::now();
-            let per_try = cx.retries.per_try_timeout().map(|t| sent_at + t);
+            let mut in_flight = Some(state.started(pick.at));
+            let per_try = cx.retries.per_try_timeout().map(|t| pick.at + t);
             let until = match (per_try, cx.deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -157,7 +157,7 @@ impl Service {
             };
             let now = Instant::now();
             let (reason, outcome, verdict) = match result {
-                Ok(response) => {
+                Ok(Answer { response, sent_at }) => {
                     state.observe(now - sent_at, now);
                     let grpc_status = strait_telemetry::grpc_status_of(response.headers())
                         .map(|(code, _)| Code::from_u32(code).unwrap_or(Code::Unknown));
@@ -234,10 +234,11 @@ impl Service {
                         "retrying ({}) after {wait:?}",
                         reason.on.as_str()
                     );
+                    pick = next;
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
+                        pick.at = Instant::now();
                     }
-                    pick = next;
                     // The budget counts this retry until the next try has an answer.
                     _permit = permit;
                 }

@@ -264,7 +264,7 @@ impl Probe {
 
 async fn send(endpoint: &Endpoint, request: Request<Body>) -> Result<Response<Body>, String> {
     match endpoint.send(request).await {
-        Ok(response) => Ok(response),
+        Ok(answer) => Ok(answer.response),
         // strait's own connection limit, not the backend's health.
         Err(e) if e.kind() == ErrorKind::Overloaded => Err(format!("not sent: {e}")),
         Err(e) => Err(e.to_string()),

@@ -60,6 +60,8 @@ pub struct Service {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pick {
     index: usize,
+    /// When it was picked: the try starts then.
+    at: Instant,
 }
 
 // === impl Service ===
@@ -200,6 +202,7 @@ impl Service {
             .pick(&self.states, &self.weights, &buffer[..len], key, now);
         Ok(Pick {
             index: picked as usize,
+            at: now,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! What the balancer knows about one endpoint: requests in flight, a peak-EWMA of its
-//! latency, whether active health checks pass, and whether outlier detection ejected it.
+//! latency, when it was last sent a request, whether active health checks pass, and whether
+//! outlier detection ejected it.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -11,8 +12,11 @@ use crate::window::Window;
 
 /// How fast old latency observations fade: after this long an observation weighs 1/e.
 const DECAY: Duration = Duration::from_secs(10);
-/// The latency assumed for an endpoint nothing has been measured on yet.
-const DEFAULT_RTT: Duration = Duration::from_millis(5);
+/// An endpoint sent nothing for this long, with nothing in flight, has no fresh latency: the
+/// balancer probes it with the next request it could take, and the latency that request
+/// measures replaces the stale one instead of being averaged into it. This bounds how long a
+/// healthy endpoint can go without traffic while requests keep arriving, at any rate.
+pub(crate) const PROBE_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub struct EndpointState {
@@ -23,6 +27,9 @@ pub struct EndpointState {
     /// Nanoseconds since the service's epoch until which the endpoint is ejected; 0: never
     /// ejected.
     ejected_until: AtomicU64,
+    /// Nanoseconds since `epoch` + 1 when the last request was sent here; 0: never.
+    last_sent: AtomicU64,
+    epoch: Instant,
     ewma: Mutex<Ewma>,
     pub(crate) outlier: Mutex<OutlierCounts>,
 }
@@ -34,8 +41,9 @@ pub(crate) struct InFlight(Arc<EndpointState>);
 
 #[derive(Debug)]
 struct Ewma {
-    /// Nanoseconds.
+    /// Nanoseconds; 0: nothing observed yet.
     cost: f64,
+    /// When the last observation was made.
     stamp: Instant,
 }
 
@@ -58,6 +66,8 @@ impl EndpointState {
             active: AtomicU32::new(0),
             healthy: AtomicBool::new(true),
             ejected_until: AtomicU64::new(0),
+            last_sent: AtomicU64::new(0),
+            epoch: now,
             ewma: Mutex::new(Ewma {
                 cost: 0.0,
                 stamp: now,
@@ -70,9 +80,27 @@ impl EndpointState {
         self.active.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn started(self: &Arc<Self>) -> InFlight {
+    /// A request is sent here at `now`; it counts in flight until the guard is dropped.
+    pub(crate) fn started(self: &Arc<Self>, now: Instant) -> InFlight {
         self.active.fetch_add(1, Ordering::Relaxed);
+        self.last_sent.store(self.nanos(now) + 1, Ordering::Relaxed);
         InFlight(self.clone())
+    }
+
+    /// Nothing in flight and nothing sent for [`PROBE_AFTER`] (or ever): what the balancer
+    /// knows of this endpoint is stale, and the next request it could take should go here.
+    pub(crate) fn needs_probe(&self, now: Instant) -> bool {
+        if self.active() > 0 {
+            return false;
+        }
+        match self.last_sent.load(Ordering::Relaxed) {
+            0 => true,
+            sent => self.nanos(now).saturating_sub(sent - 1) >= PROBE_AFTER.as_nanos() as u64,
+        }
+    }
+
+    fn nanos(&self, now: Instant) -> u64 {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -93,33 +121,28 @@ impl EndpointState {
         self.ejected_until.store(until, Ordering::Relaxed);
     }
 
-    /// Records a time to response headers. A peak EWMA: a slower observation is taken at
-    /// once, faster ones pull the average down as older ones fade.
+    /// Records a time to response headers (from when the request went out on a ready
+    /// connection: opening one is not the endpoint's latency). A peak EWMA: a slower
+    /// observation is taken at once, faster ones pull the average down as older ones fade.
+    /// After [`PROBE_AFTER`] without an observation, the old average is stale and the new
+    /// observation replaces it: one slow answer long ago must not keep an endpoint idle.
     pub(crate) fn observe(&self, rtt: Duration, now: Instant) {
         let rtt = rtt.as_nanos() as f64;
         let mut ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
-        let elapsed = now.saturating_duration_since(ewma.stamp).as_secs_f64();
+        let elapsed = now.saturating_duration_since(ewma.stamp);
         ewma.stamp = now;
-        if rtt > ewma.cost {
+        if rtt > ewma.cost || elapsed >= PROBE_AFTER {
             ewma.cost = rtt;
         } else {
-            let w = (-elapsed / DECAY.as_secs_f64()).exp();
+            let w = (-elapsed.as_secs_f64() / DECAY.as_secs_f64()).exp();
             ewma.cost = ewma.cost * w + rtt * (1.0 - w);
         }
     }
 
-    /// The expected cost of sending one more request here: latency × (in flight + 1).
-    pub(crate) fn load(&self, now: Instant) -> f64 {
+    /// The latency estimate in nanoseconds; `None` before the first observation.
+    pub(crate) fn latency(&self) -> Option<f64> {
         let ewma = self.ewma.lock().unwrap_or_else(PoisonError::into_inner);
-        let cost = if ewma.cost == 0.0 {
-            DEFAULT_RTT.as_nanos() as f64
-        } else {
-            // Decay toward zero while nothing is observed, so a slow endpoint gets probed
-            // again eventually.
-            let idle = now.saturating_duration_since(ewma.stamp).as_secs_f64();
-            ewma.cost * (-idle / DECAY.as_secs_f64()).exp()
-        };
-        cost * f64::from(self.active() + 1)
+        (ewma.cost > 0.0).then_some(ewma.cost)
     }
 }
 

@@ -19,14 +19,24 @@ use strait_config::{
 use strait_core::{Body, ErrorKind, ProxyError, Side};
 use strait_telemetry::Metrics;
 use strait_tls::UpstreamConnector;
+use tokio::time::Instant;
 
 use crate::connect::{Learned, Target};
 use crate::limit::ConnLimit;
 
-/// A connection ready for one request, of the protocol the endpoint speaks.
-enum Ready {
-    H2(h2::ReadyStream),
-    H1(h1::Checkout),
+/// A connection ready for one request, of the protocol the endpoint speaks, and its pool.
+enum Ready<'a> {
+    H2(&'a h2::H2Pool, h2::ReadyStream),
+    H1(&'a h1::H1Pool, h1::Checkout),
+}
+
+/// An endpoint's response to one request.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: Response<Body>,
+    /// When the request went out on a ready connection. Time to the response counts from
+    /// here: opening a connection first is not the backend's latency.
+    pub sent_at: Instant,
 }
 
 /// One backend address and the connections to it.
@@ -118,18 +128,27 @@ impl Endpoint {
     /// ends, in the body it returns (no wrapper of its own).
     /// Under `circuit_breakers.max_connections` the request may wait for room; past
     /// `max_pending` waiting requests it fails at once with [`ErrorKind::Overloaded`].
-    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, ProxyError> {
-        let grpc = strait_grpc::is_grpc(request.headers());
+    pub async fn send(&self, request: Request<Body>) -> Result<Answer, ProxyError> {
+        let ready = self.ready(strait_grpc::is_grpc(request.headers())).await?;
+        let sent_at = Instant::now();
+        let response = match ready {
+            Ready::H2(pool, stream) => pool.send_on(stream, request).await?,
+            // HTTP/1.1 futures are boxed: they are large, and every request's future would
+            // carry them otherwise.
+            Ready::H1(pool, checkout) => Box::pin(pool.send_on(checkout, request)).await?,
+        };
+        Ok(Answer { response, sent_at })
+    }
+
+    /// A connection ready to send a request on; `grpc` requests need HTTP/2.
+    async fn ready(&self, grpc: bool) -> Result<Ready<'_>, ProxyError> {
         match &self.pool {
-            Pool::H2(h2) => h2.send_on(h2.ready_stream().await?, request).await,
+            Pool::H2(h2) => Ok(Ready::H2(h2, h2.ready_stream().await?)),
             Pool::H1(h1) => {
                 if grpc {
                     return Err(self.http2_required("is an http:// (HTTP/1.1) server"));
                 }
-                // HTTP/1.1 futures are boxed: they are large, and every request's future
-                // would carry them otherwise.
-                let checkout = Box::pin(h1.checkout()).await?;
-                Box::pin(h1.send_on(checkout, request)).await
+                Ok(Ready::H1(h1, Box::pin(h1.checkout()).await?))
             }
             Pool::Tls(h2, h1) => {
                 let mut retried = false;
@@ -139,14 +158,11 @@ impl Endpoint {
                         Learned::Http1 if grpc => {
                             return Err(self.http2_required("negotiated http/1.1 via ALPN"));
                         }
-                        Learned::Http1 => Box::pin(h1.checkout()).await.map(Ready::H1),
-                        _ => h2.ready_stream().await.map(Ready::H2),
+                        Learned::Http1 => Box::pin(h1.checkout()).await.map(|c| Ready::H1(h1, c)),
+                        _ => h2.ready_stream().await.map(|s| Ready::H2(h2, s)),
                     };
                     match ready {
-                        Ok(Ready::H2(stream)) => return h2.send_on(stream, request).await,
-                        Ok(Ready::H1(checkout)) => {
-                            return Box::pin(h1.send_on(checkout, request)).await
-                        }
+                        Ok(ready) => return Ok(ready),
                         // The first connection taught us the backend speaks the other
                         // protocol; nothing was sent, so trying that one is safe.
                         Err(_) if !retried && self.tls_protocol() != tried => retried = true,
