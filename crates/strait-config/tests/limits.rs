@@ -204,8 +204,9 @@ fn defaults_are_safe_and_not_printed() {
 #[test]
 fn continuation_frames_default_to_what_the_header_list_needs() {
     let limits = Limits::default();
-    assert_eq!(limits.continuation_frames(None, None), 5);
-    assert_eq!(limits.continuation_frames(Some(1 << 20), None), 80);
+    // The engine decodes twice the list limit, at least 128 KiB: 8 frames of 16 KiB.
+    assert_eq!(limits.continuation_frames(None, None), 10);
+    assert_eq!(limits.continuation_frames(Some(1 << 20), None), 160);
     assert_eq!(limits.continuation_frames(Some(1 << 20), Some(1 << 20)), 5);
     let set = Limits {
         max_continuation_frames: Some(2),
@@ -303,10 +304,10 @@ fn bad_values_are_refused_where_they_are() {
             "",
         ),
         (
-            "      max_continuation_frames: 6\n",
+            "      max_continuation_frames: 11\n",
             5,
             32,
-            "(6) has no effect: with the entrypoint's `http2.max_header_list_size` the HTTP/2 engine already stops a header block after 5",
+            "(11) has no effect: with the entrypoint's `http2.max_header_list_size` the HTTP/2 engine already stops a header block after 10",
             "raise `max_header_list_size`",
         ),
         (

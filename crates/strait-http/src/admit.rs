@@ -46,18 +46,47 @@ pub(crate) async fn admit(
         refusal(status, grpc, http1, &message)
     };
 
+    // One pass over the headers for both size limits: the largest header, and the header
+    // list's size as HTTP/2 counts it (RFC 9113 §6.5.2: name + value + 32 each).
     let max_header = limits.max_header_size as usize;
-    if let Some((name, value)) = request
-        .headers()
-        .iter()
-        .find(|(name, value)| name.as_str().len() + value.len() > max_header)
-    {
+    let mut list = 0;
+    let mut oversized = None;
+    for (name, value) in request.headers() {
         let size = name.as_str().len() + value.len();
+        list += size + 32;
+        if size > max_header && oversized.is_none() {
+            oversized = Some((name, size));
+        }
+    }
+    if let Some((name, size)) = oversized {
         return Err(refuse(
             Limit::HeaderSize,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            format!("request header `{name}` is {size} bytes, over this entrypoint's limit of {max_header}"),
+            format!(
+                "request header `{name}` is {size} bytes, over the limit of {max_header} on entrypoint `{}` (raise `limits.max_header_size`)",
+                conn.entrypoint
+            ),
         ));
+    }
+    // The HTTP/2 engine decodes header lists up to a bound above this limit, so a request
+    // over it is answered here, on its own stream, and its connection's other streams go on.
+    if !http1 {
+        let max_list = conn
+            .listener
+            .http2
+            .max_header_list_size
+            .unwrap_or(strait_config::DEFAULT_MAX_HEADER_LIST_SIZE) as usize;
+        let list = list + pseudo_header_size(&request);
+        if list > max_list {
+            return Err(refuse(
+                Limit::HeaderListSize,
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                format!(
+                    "request header list is {list} bytes, over the limit of {max_list} on entrypoint `{}` (raise `http2.max_header_list_size`)",
+                    conn.entrypoint
+                ),
+            ));
+        }
     }
 
     let (mut parts, body) = request.into_parts();
@@ -149,6 +178,22 @@ pub(crate) async fn admit(
 /// Answers for refused requests: gRPC gets `RESOURCE_EXHAUSTED` (or `INTERNAL` for a
 /// malformed request) trailers-only; HTTP/1.1 connections close after the answer, since what
 /// follows on them can no longer be trusted to start a request.
+/// What the request's pseudo-headers add to its HTTP/2 header list size.
+fn pseudo_header_size(request: &Request<Body>) -> usize {
+    let uri = request.uri();
+    let field = |name: &str, value: usize| name.len() + value + 32;
+    field(":method", request.method().as_str().len())
+        + field(":scheme", uri.scheme_str().map_or(0, str::len))
+        + field(
+            ":authority",
+            uri.authority().map_or(0, |a| a.as_str().len()),
+        )
+        + field(
+            ":path",
+            uri.path_and_query().map_or(0, |p| p.as_str().len()),
+        )
+}
+
 fn refusal(status: StatusCode, grpc: bool, http1: bool, message: &str) -> Response<Body> {
     let mut response = if grpc {
         let code = match status {

@@ -128,11 +128,9 @@ impl<I> FrameGuard<I> {
             continuation: None,
             block_bytes: 0,
             block_over: false,
-            max_header_list: u64::from(
-                http2
-                    .max_header_list_size
-                    .unwrap_or(strait_config::DEFAULT_MAX_HEADER_LIST_SIZE),
-            ),
+            max_header_list: u64::from(strait_config::engine_header_list_size(
+                http2.max_header_list_size,
+            )),
             highest_stream: 0,
             headers_deadline: Some(Box::pin(tokio::time::sleep_until(
                 started + limits.header_read_timeout,
@@ -202,8 +200,10 @@ impl<I> FrameGuard<I> {
     /// After a HEADERS or CONTINUATION frame.
     fn header_block(&mut self, head: Head) {
         if !self.block_over && self.block_bytes > self.max_header_list {
-            // The engine answers 431 itself (an HPACK block never decodes smaller than it
-            // is, padding aside); counted here, once per block, so the metric shows it.
+            // Over the engine's bound (an HPACK block never decodes smaller than it is,
+            // padding aside): the engine answers it, 431 or GOAWAY, and admission never sees
+            // it; counted here, once per block, so the metric shows it. Blocks under the
+            // bound but over `max_header_list_size` are counted by admission.
             self.enforcer.fired(Limit::HeaderListSize, self.client);
             self.block_over = true;
         }

@@ -434,9 +434,11 @@ macro_rules! http2_config {
                 if let Some(size) = s.max_frame_size {
                     self.max_frame_size(size);
                 }
-                if let Some(size) = s.max_header_list_size {
-                    self.max_header_list_size(size);
-                }
+                // The engine decodes past the configured limit, so that admission answers
+                // a request over it on its own stream, naming the limit (admit.rs).
+                self.max_header_list_size(strait_config::engine_header_list_size(
+                    s.max_header_list_size,
+                ));
                 if let Some(interval) = s.keepalive_interval {
                     self.timer(TokioTimer::new())
                         .keep_alive_interval(interval)

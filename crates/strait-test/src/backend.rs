@@ -171,6 +171,8 @@ impl TestBackend {
         let task = tokio::spawn(async move {
             let _ = builder
                 .max_concurrent_streams(max_streams)
+                // Backends take large metadata, so strait's own limits are what tests see.
+                .http2_max_header_list_size(1 << 20)
                 .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, async {

@@ -26,8 +26,9 @@ pub struct Limits {
     /// Default 8KiB.
     pub max_header_size: u32,
     /// CONTINUATION frames after one HEADERS frame. `None` (the default): as many as a
-    /// header list of `http2.max_header_list_size` needs in maximum-size frames, plus 25%,
-    /// at least 5 (the bound the HTTP/2 engine applies anyway).
+    /// header list of the engine's bound ([`engine_header_list_size`]) needs in
+    /// maximum-size frames, plus 25%, at least 5 (the bound the HTTP/2 engine applies
+    /// anyway).
     pub max_continuation_frames: Option<u32>,
     /// HTTP/2 frames a client may send per second on one connection, by kind.
     pub http2_frames_per_second: FrameRates,
@@ -90,15 +91,31 @@ impl Limits {
         if let Some(max) = self.max_continuation_frames {
             return max;
         }
-        let list = max_header_list_size.unwrap_or(DEFAULT_MAX_HEADER_LIST_SIZE);
+        let list = engine_header_list_size(max_header_list_size);
         let frame = max_frame_size.unwrap_or(DEFAULT_MAX_FRAME_SIZE).max(1);
         let frames = (list / frame).max(1);
         frames.saturating_add(frames / 4).max(5)
     }
 }
 
-/// hyper's default SETTINGS_MAX_HEADER_LIST_SIZE, which strait keeps.
+/// `http2.max_header_list_size` when not written: hyper's default. A request over it is
+/// answered on its own stream (431, or `RESOURCE_EXHAUSTED` for gRPC).
 pub const DEFAULT_MAX_HEADER_LIST_SIZE: u32 = 16 << 10;
+/// The least header list the HTTP/2 engine decodes, whatever `max_header_list_size` says.
+const MIN_ENGINE_HEADER_LIST_SIZE: u32 = 128 << 10;
+
+/// The header list size the HTTP/2 engine is given for an entrypoint whose
+/// `http2.max_header_list_size` is `configured` (`None`: the default): twice the limit and at
+/// least 128 KiB. Requests between the limit and this bound are decoded, then answered on
+/// their own stream with a status that names the limit; the engine answers larger ones with
+/// a bare 431 on their stream up to four times this bound, and closes the connection with
+/// GOAWAY beyond, since only an attack sends those.
+pub fn engine_header_list_size(configured: Option<u32>) -> u32 {
+    configured
+        .unwrap_or(DEFAULT_MAX_HEADER_LIST_SIZE)
+        .saturating_mul(2)
+        .max(MIN_ENGINE_HEADER_LIST_SIZE)
+}
 /// The protocol's default SETTINGS_MAX_FRAME_SIZE.
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 16 << 10;
 
