@@ -4,6 +4,7 @@
 mod admin;
 mod deadline;
 pub mod demo;
+mod idle;
 mod proxy;
 
 use std::net::SocketAddr;

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use tracing::{debug, error};
 
 use crate::deadline::{self, Deadline};
+use crate::idle::StreamIdle;
 
 /// The request handler: route, balance, send upstream, stream the answer back, and record
 /// how it ended.
@@ -63,6 +64,7 @@ struct RouterPolicy {
     fallback: Option<Fallback>,
     fault: Option<FaultInjector>,
     class: Option<String>,
+    stream_idle_timeout: Option<std::time::Duration>,
 }
 
 /// A router's fallback, resolved.
@@ -322,12 +324,20 @@ async fn proxy(
     if let (Some(deadline), true) = (&deadline, grpc) {
         deadline.propagate(request.headers_mut());
     }
+    let (idle, request) = match policy.stream_idle_timeout {
+        Some(timeout) => {
+            let (idle, request) = StreamIdle::start(timeout, &route.name, request);
+            (Some(idle), request)
+        }
+        None => (None, request),
+    };
 
     let call = Call {
         snapshot,
         policy,
         router: &route.name,
         deadline,
+        idle,
         grpc,
         conn,
         metrics,
@@ -368,6 +378,7 @@ struct Call<'a> {
     policy: &'a RouterPolicy,
     router: &'a Arc<str>,
     deadline: Option<Deadline>,
+    idle: Option<StreamIdle>,
     grpc: bool,
     conn: &'a ConnInfo,
     metrics: &'a Metrics,
@@ -392,7 +403,25 @@ impl Call<'_> {
         };
         let active = self.policy.retries.start();
         let sent_at = Instant::now();
-        match service.call(request, cx).await {
+        let result = match &self.idle {
+            None => service.call(request, cx).await,
+            // Boxed: only routers with the timeout carry this future.
+            Some(idle) => {
+                let call = service.call(request, cx);
+                match Box::pin(async {
+                    tokio::select! {
+                        result = call => Some(result),
+                        () = idle.expired(self.metrics) => None,
+                    }
+                })
+                .await
+                {
+                    Some(result) => result,
+                    None => return fail(&idle.error(), self.grpc, self.conn, record),
+                }
+            }
+        };
+        match result {
             Ok((mut response, completion)) => {
                 let upstream = sent_at.elapsed();
                 record.endpoint = Some(completion.endpoint().clone());
@@ -409,8 +438,12 @@ impl Call<'_> {
                     breaker: ticket,
                     _active: active,
                 });
-                match self.deadline {
+                let response = match self.deadline {
                     Some(deadline) => deadline::bound(response, deadline, self.grpc),
+                    None => response,
+                };
+                match &self.idle {
+                    Some(idle) => idle.clone().bound(response, self.grpc, self.metrics),
                     None => response,
                 }
             }
@@ -637,6 +670,7 @@ impl RouterPolicy {
             fallback,
             fault: router.fault.as_ref().map(FaultInjector::new),
             class: router.traffic_class.clone(),
+            stream_idle_timeout: router.stream_idle_timeout,
         }
     }
 }

@@ -181,3 +181,148 @@ async fn deadline_resets_upstream_while_the_client_still_streams() {
     assert_eventually!(backend.resets() == vec![Reason::CANCEL]);
     drop(body);
 }
+
+fn config_with_stream_idle_timeout(url: &str, timeout: &str) -> String {
+    format!(
+        "admin: {{ address: 127.0.0.1:0 }}\n\
+         entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\n\
+         routers:\n  quiet: {{ service: b, stream_idle_timeout: {timeout} }}\n\
+         services:\n  b: {{ servers: ['{url}'] }}\n"
+    )
+}
+
+fn idle_timeouts(strait: &strait_test::Running) -> f64 {
+    strait
+        .metrics()
+        .encode()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("strait_stream_idle_timeouts_total{router=\"quiet\"} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// `stream_idle_timeout` ends a server stream that has gone quiet: the client gets the
+/// message it had, then DEADLINE_EXCEEDED naming the setting, and the backend's stream is
+/// cancelled. Real clock: the first message must arrive before the timer runs out.
+#[tokio::test]
+async fn stream_idle_timeout_ends_a_quiet_stream_mid_response() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config_with_stream_idle_timeout(&backend.url(), "1s")).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    let request = in_mode(
+        tonic::Request::new(EchoRequest {
+            payload: "a".into(),
+            repeat: 0,
+        }),
+        "gap",
+    );
+    let mut stream = client.server_stream(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    let started = Instant::now();
+    let status = stream.message().await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+    assert!(
+        status.message().contains("stream_idle_timeout") && status.message().contains("quiet"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        started.elapsed() < GAP,
+        "cut by the idle timeout, not the gap"
+    );
+    assert_eventually!(backend.cancelled() == 1);
+    assert_eq!(idle_timeouts(&strait), 1.0);
+}
+
+/// Before the response head: a backend that never answers a request that sends nothing
+/// more; gRPC gets DEADLINE_EXCEEDED, plain HTTP 504, and the upstream stream is reset.
+#[tokio::test(start_paused = true)]
+async fn stream_idle_timeout_before_the_response_head() {
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&config_with_stream_idle_timeout(&backend.url(), "2s")).await;
+    let addr = strait.entrypoint("web").unwrap();
+    let mut h2 = raw::h2_connect(addr).await;
+
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/Unary")
+        .body(())
+        .unwrap();
+    let started = Instant::now();
+    let (response, _) = h2.send_request(head, true).unwrap();
+    let response = response.await.unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(response.headers()["grpc-status"], "4");
+    let message = response.headers()["grpc-message"].to_str().unwrap();
+    assert!(message.contains("stream_idle_timeout"), "{message}");
+
+    let head = http::Request::get(format!("http://{addr}/quiet"))
+        .body(())
+        .unwrap();
+    let (response, _) = h2.send_request(head, true).unwrap();
+    assert_eq!(response.await.unwrap().status(), 504);
+    assert_eventually!(backend.resets() == vec![Reason::CANCEL, Reason::CANCEL]);
+    assert_eq!(idle_timeouts(&strait), 2.0);
+}
+
+/// DATA from the client counts as activity: a client stream that keeps sending is not cut,
+/// however long it waits for the response; once it stops, the timer runs out. Real clock,
+/// DATA every 200 ms against a 1 s timeout.
+#[tokio::test]
+async fn client_data_keeps_a_stream_alive() {
+    let backend = SilentBackend::start().await;
+    let strait = start_strait(&config_with_stream_idle_timeout(&backend.url(), "1s")).await;
+    let addr = strait.entrypoint("web").unwrap();
+    let mut h2 = raw::h2_connect(addr).await;
+    let head = raw::grpc_request(addr, "/strait.echo.v1.Echo/ClientStream")
+        .body(())
+        .unwrap();
+    let (mut response, mut body) = h2.send_request(head, false).unwrap();
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(200));
+    while started.elapsed() < Duration::from_millis(2500) {
+        ticks.tick().await;
+        body.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), false)
+            .unwrap();
+        assert!(
+            futures_util::FutureExt::now_or_never(&mut response).is_none(),
+            "cut after {:?} although the client kept sending",
+            started.elapsed()
+        );
+    }
+    let response = response.await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "4");
+    assert_eq!(idle_timeouts(&strait), 1.0);
+    drop(body);
+}
+
+/// Once the response streams, DATA either way re-arms the timer: a bidirectional stream
+/// trading a message every 200 ms for 2.5 s outlives a 1 s `stream_idle_timeout`.
+#[tokio::test]
+async fn a_busy_stream_outlives_the_idle_timeout() {
+    let backend = TestBackend::start().await;
+    let strait = start_strait(&config_with_stream_idle_timeout(&backend.url(), "1s")).await;
+    let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_millis(200));
+    while started.elapsed() < Duration::from_millis(2500) {
+        ticks.tick().await;
+        tx.send(EchoRequest {
+            payload: "ping".into(),
+            repeat: 0,
+        })
+        .await
+        .unwrap();
+        replies.message().await.unwrap().expect("a reply");
+    }
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    assert_eq!(idle_timeouts(&strait), 0.0);
+}

@@ -223,6 +223,9 @@ fn emit_router(out: &mut String, router: &Router) {
     if let Some(timeout) = router.timeout {
         line(out, 2, "timeout", &format_duration(timeout));
     }
+    if let Some(timeout) = router.stream_idle_timeout {
+        line(out, 2, "stream_idle_timeout", &format_duration(timeout));
+    }
     emit_router_resilience(out, router);
 }
 

@@ -197,6 +197,10 @@ pub struct Router {
     /// Caps the deadline of every request on this router (and is the deadline for requests
     /// that carry none). `None`: no timeout.
     pub timeout: Option<Duration>,
+    /// A stream with no DATA frame in either direction for this long is ended (gRPC:
+    /// `DEADLINE_EXCEEDED`; otherwise 504 before the response head, a reset after it).
+    /// `None` (the default): nothing cuts a quiet stream.
+    pub stream_idle_timeout: Option<Duration>,
     /// The traffic class of every request on this router (over the class header); one of
     /// the service's classes.
     pub traffic_class: Option<String>,

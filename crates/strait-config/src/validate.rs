@@ -49,6 +49,7 @@ const ROUTER_KEYS: &[&str] = &[
     "middlewares",
     "priority",
     "timeout",
+    "stream_idle_timeout",
     "traffic_class",
     "retry",
     "circuit_breaker",
@@ -547,6 +548,17 @@ impl Validator {
             None => Some(None),
             Some((_, value)) => self.timeout(value, &context).map(Some),
         };
+        let stream_idle_timeout = self.optional(entries, "stream_idle_timeout", |v, node| {
+            v.positive_duration(
+                node,
+                "stream_idle_timeout",
+                &context,
+                &lifecycle::Zero {
+                    effect: "end every stream the moment it starts",
+                    hint: "leave `stream_idle_timeout` out so that quiet streams are never cut",
+                },
+            )
+        });
         if let (Some(entrypoints), Some(matcher), Some((_, match_node))) =
             (&entrypoints, &matcher, get(entries, "match"))
         {
@@ -563,6 +575,7 @@ impl Validator {
             service: service?,
             priority: priority?,
             timeout: timeout?,
+            stream_idle_timeout: stream_idle_timeout?,
             traffic_class: resilience.traffic_class,
             retry: resilience.retry,
             circuit_breaker: resilience.circuit_breaker,

@@ -26,6 +26,7 @@ entrypoints:
 routers:
   orders:
     service: orders
+    stream_idle_timeout: 5m
     traffic_class: premium
     retry:
       attempts: 4
@@ -142,6 +143,8 @@ fn every_setting_is_read() {
     assert!(!backup.outlier_detection.enabled);
 
     let router = &config.routers["orders"];
+    assert_eq!(router.stream_idle_timeout, Some(Duration::from_secs(300)));
+    assert_eq!(config.routers["static"].stream_idle_timeout, None);
     assert_eq!(router.traffic_class.as_deref(), Some("premium"));
     let retry = router.retry.as_ref().unwrap();
     assert_eq!(retry.attempts, 4);
@@ -493,6 +496,20 @@ fn bad_router_settings_are_located() {
             "",
         ),
         ("    retry: { per_try_timeout: 0s }\n", 6, 31, "zero", ""),
+        (
+            "    stream_idle_timeout: 0s\n",
+            6,
+            26,
+            "`stream_idle_timeout` in router `r` is zero, which would end every stream the moment it starts",
+            "leave `stream_idle_timeout` out",
+        ),
+        (
+            "    stream_idle_timeout: soon\n",
+            6,
+            26,
+            "`soon` is not a duration",
+            "durations look like",
+        ),
         (
             "    retry: { buffer: 32MiB }\n",
             6,

@@ -1,5 +1,5 @@
 //! Metric families of the resilience layers: retries, outlier ejections, health checks,
-//! circuit breakers, rejections, fallbacks and injected faults.
+//! circuit breakers, rejections, fallbacks, injected faults and quiet streams cut.
 
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ pub(super) struct Families {
     rejected: Family<RejectLabels, Counter>,
     fallbacks: Family<RouterReasonLabels, Counter>,
     faults: Family<RouterReasonLabels, Counter>,
+    stream_idle_timeouts: Family<RouterLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +123,11 @@ impl Families {
             "faults_injected",
             "Faults injected by a router's `fault` (delay, abort)",
             self.faults.clone(),
+        );
+        registry.register(
+            "stream_idle_timeouts",
+            "Streams ended by a router's `stream_idle_timeout`: no DATA either way for that long",
+            self.stream_idle_timeouts.clone(),
         );
     }
 }
@@ -238,6 +244,16 @@ impl Metrics {
             .get_or_create(&RouterReasonLabels {
                 router: router.clone(),
                 reason: kind,
+            })
+            .inc();
+    }
+
+    /// A stream on `router` had no DATA either way for its `stream_idle_timeout`.
+    pub fn stream_idle_timeout(&self, router: &Arc<str>) {
+        self.resilience()
+            .stream_idle_timeouts
+            .get_or_create(&RouterLabels {
+                router: router.clone(),
             })
             .inc();
     }
