@@ -96,7 +96,11 @@ async fn a_stream_open_across_the_rotation_finishes_on_its_connection() {
         replies.message().await.unwrap().unwrap().payload,
         "still here"
     );
-    assert_eq!(closed(&strait), 1, "the first connection waits for its stream");
+    assert_eq!(
+        closed(&strait),
+        1,
+        "the first connection waits for its stream"
+    );
     drop(tx);
     assert!(replies.message().await.unwrap().is_none());
     assert_eventually!(closed(&strait) == 2);
@@ -152,10 +156,13 @@ async fn rotation_under_a_connection_limit() {
     .await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
     for _ in 0..6 {
-        tokio::time::timeout(Duration::from_secs(10), client.unary(EchoRequest::default()))
-            .await
-            .expect("a call waited for a connection that never came")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            client.unary(EchoRequest::default()),
+        )
+        .await
+        .expect("a call waited for a connection that never came")
+        .unwrap();
     }
     assert_eq!(backend.connections(), 3);
 }

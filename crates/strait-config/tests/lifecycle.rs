@@ -181,11 +181,15 @@ fn every_connection_setting_is_read() {
         }
     );
     assert_eq!(
-        config.services["orders"].lifecycle.max_requests_per_connection,
+        config.services["orders"]
+            .lifecycle
+            .max_requests_per_connection,
         NonZeroU32::new(1000)
     );
     assert_eq!(
-        config.services["legacy"].lifecycle.max_requests_per_connection,
+        config.services["legacy"]
+            .lifecycle
+            .max_requests_per_connection,
         None
     );
     let adaptive = &config.entrypoints["adaptive"];
@@ -778,7 +782,12 @@ fn bad_accept_grace_is_located() {
 
     let errors = errors("[lifecycle]\naccept_grace = 5\n", Format::Toml);
     assert_eq!(errors.len(), 1, "{errors:#?}");
-    assert_at(&errors[0], 2, 16, "expected a duration string for `accept_grace`");
+    assert_at(
+        &errors[0],
+        2,
+        16,
+        "expected a duration string for `accept_grace`",
+    );
 }
 
 // === max_requests_per_connection ===
@@ -790,7 +799,10 @@ fn with_service(lines: &str) -> String {
 
 #[test]
 fn max_requests_per_connection_is_a_positive_count() {
-    let config = parse(&with_service("    max_requests_per_connection: 1\n"), Format::Yaml);
+    let config = parse(
+        &with_service("    max_requests_per_connection: 1\n"),
+        Format::Yaml,
+    );
     assert_eq!(
         config.services["s"].lifecycle.max_requests_per_connection,
         NonZeroU32::new(1)
@@ -835,7 +847,9 @@ fn bad_max_requests_per_connection_is_located() {
     let err = one(&with_service("    max_requests_per_connection: -3\n"));
     assert_at(&err, 4, 34, "must be 1 to 4294967295, not -3");
 
-    let err = one(&with_service("    max_requests_per_connection: 4294967296\n"));
+    let err = one(&with_service(
+        "    max_requests_per_connection: 4294967296\n",
+    ));
     assert_at(&err, 4, 34, "not 4294967296");
 
     let err = one(&with_service("    max_requests_per_connection: \"100\"\n"));

@@ -332,7 +332,10 @@ async fn sigterm_lets_an_open_stream_finish() {
     );
     let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
     let (addr, admin) = listening(&process);
-    assert_eq!(http1(admin, "GET", "/readyz", &[]).await, (200, "ready\n".into()));
+    assert_eq!(
+        http1(admin, "GET", "/readyz", &[]).await,
+        (200, "ready\n".into())
+    );
 
     let mut client = strait_test::echo_client(addr).await;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
