@@ -48,19 +48,20 @@ impl AdminState {
     }
 }
 
-/// Serves the admin API on `listener` until `drain` fires. With `token`, everything but
-/// `/healthz` and `/readyz` (which probes must reach without secrets) needs
-/// `Authorization: Bearer <token>`.
+/// Serves the admin API on `listener` until `stop` fires; `strait-app` fires it once the
+/// shutdown drain has ended, so probes see `/readyz` 503 (not a refused connection) the whole
+/// time. With `token`, everything but `/healthz` and `/readyz` (which probes must reach
+/// without secrets) needs `Authorization: Bearer <token>`.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
     api: Arc<dyn AdminApi>,
     token: Option<Arc<str>>,
-    mut drain: DrainWatch,
+    mut stop: DrainWatch,
 ) {
     loop {
         let (stream, _) = tokio::select! {
-            _ = drain.signaled() => return,
+            _ = stop.signaled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {

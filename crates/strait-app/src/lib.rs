@@ -21,7 +21,7 @@ use strait_http::ListenerConfig;
 use strait_telemetry::Metrics;
 use strait_tls::TlsListener;
 use tokio::net::TcpListener;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 pub use proxy::Proxy;
 
@@ -46,8 +46,11 @@ struct State {
     /// A copy of the listeners' bound addresses for lock-free reads.
     bound: ArcSwap<IndexMap<String, SocketAddr>>,
     live: ArcSwap<Live>,
-    /// Fires at shutdown; held by the admin listener and the config watcher.
+    /// Fires when the drain starts; held by the config watcher.
     shutdown: Drain,
+    /// Fires once the drain has ended: the admin listener answers (`/readyz` 503,
+    /// `/metrics`) through the whole shutdown.
+    admin_stop: Drain,
     metrics: Metrics,
 }
 
@@ -92,6 +95,8 @@ pub enum StartError {
     Config(Vec<strait_config::ConfigError>),
     #[error("there is no config file to reload (strait runs the embedded default or a config given in code)")]
     NoSource,
+    #[error("strait is shutting down: the config is no longer reloaded")]
+    ShuttingDown,
     #[error("cannot open the access log: {source}")]
     AccessLog { source: std::io::Error },
     #[error("cannot read the admin token file {path}: {source}")]
@@ -118,6 +123,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
 
     proxy.install(snapshot);
     let shutdown = Drain::new().0;
+    let admin_stop = Drain::new().0;
     let admin_state = AdminState::default();
     let mut listeners = IndexMap::new();
     for (((name, entrypoint), socket), tls) in config.entrypoints.iter().zip(sockets).zip(tls) {
@@ -147,6 +153,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 source: None,
             }),
             shutdown,
+            admin_stop,
             metrics,
         }),
     };
@@ -160,7 +167,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             admin_state.clone(),
             api,
             token,
-            running.state.shutdown.watch(),
+            running.state.admin_stop.watch(),
         ));
     }
     admin_state.set_ready(true);
@@ -316,7 +323,14 @@ impl Running {
         self.state.live.load().config.drain_timeout
     }
 
-    /// A watch that fires when shutdown starts.
+    /// How long entrypoints keep accepting after a stop signal while `/readyz` already
+    /// answers 503 (the live config's `lifecycle.accept_grace`).
+    pub fn accept_grace(&self) -> Duration {
+        self.state.live.load().config.lifecycle.accept_grace
+    }
+
+    /// A watch that fires when the drain starts: listeners stop accepting (after the accept
+    /// grace, when [`Running::stop`] runs the sequence).
     pub fn drain_watch(&self) -> DrainWatch {
         self.state.shutdown.watch()
     }
@@ -334,7 +348,15 @@ impl Running {
     }
 
     async fn apply(&self, config: Config) -> Result<u64, StartError> {
+        // Checked before and after the lock: the drain holds it until it has ended, and
+        // listeners started now would never be drained.
+        if self.draining() {
+            return Err(StartError::ShuttingDown);
+        }
         let mut listeners = self.state.listeners.lock().await;
+        if self.draining() {
+            return Err(StartError::ShuttingDown);
+        }
         let snapshot = self.state.proxy.prepare(&config)?;
         let tls = tls_listeners(&config)?;
         let mut sockets = IndexMap::new();
@@ -436,9 +458,35 @@ impl Running {
         });
     }
 
-    /// Stops accepting, tells open connections to finish (HTTP/2 GOAWAY, HTTP/1.1
-    /// `connection: close`), and waits up to `grace` for them to end. Returns false if some
-    /// were still open when `grace` ran out.
+    fn draining(&self) -> bool {
+        self.state.shutdown.watch().is_draining()
+    }
+
+    /// The whole shutdown sequence, with the live config's settings: `/readyz` answers 503 at
+    /// once so load balancers stop sending, entrypoints keep accepting and serving for
+    /// `lifecycle.accept_grace`, then [`Running::shutdown`] drains for up to
+    /// `drain_timeout`. The admin listener answers until the end. Returns false if
+    /// connections were still open when the drain timeout ran out.
+    pub async fn stop(self) -> bool {
+        self.state.admin_state.set_ready(false);
+        let accept_grace = self.accept_grace();
+        if !accept_grace.is_zero() {
+            info!("not ready; accepting for {accept_grace:?} more before draining");
+            tokio::time::sleep(accept_grace).await;
+        }
+        let grace = self.drain_timeout();
+        info!("shutting down: no new connections; open requests have {grace:?} to finish");
+        let drained = self.shutdown(grace).await;
+        if !drained {
+            warn!("connections still open after {grace:?}; closing them");
+        }
+        drained
+    }
+
+    /// The drain: `/readyz` answers 503, listeners stop accepting, open connections are told
+    /// to finish (HTTP/2 GOAWAY, HTTP/1.1 `connection: close`), and they get up to `grace` to
+    /// end; then the admin listener stops. Returns false if some were still open when
+    /// `grace` ran out.
     pub async fn shutdown(self, grace: Duration) -> bool {
         self.state.admin_state.set_ready(false);
         self.state.shutdown.start();
@@ -450,7 +498,9 @@ impl Running {
             }
         }
         let all = futures_util::future::join_all(listeners.values().map(|l| l.drain.drained()));
-        tokio::time::timeout(grace, all).await.is_ok()
+        let drained = tokio::time::timeout(grace, all).await.is_ok();
+        self.state.admin_stop.start();
+        drained
     }
 }
 

@@ -102,6 +102,7 @@ impl Proxy {
                     services: Default::default(),
                     access_log: None,
                     drain_timeout: std::time::Duration::ZERO,
+                    lifecycle: Default::default(),
                 }),
                 services: Vec::new(),
                 entrypoints: HashMap::default(),

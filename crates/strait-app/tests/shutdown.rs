@@ -1,11 +1,12 @@
-//! Shutdown stops accepting and lets open streams finish.
+//! Shutdown stops accepting and lets open streams finish; the admin listener answers until
+//! the drain has ended; a reload during the drain is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use strait_grpc::echo::EchoRequest;
 use strait_test::backend::TestBackend;
-use strait_test::{echo_client, single_service_config, start_strait};
+use strait_test::{assert_eventually, echo_client, http1, single_service_config, start_strait};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -107,5 +108,90 @@ async fn http1_request_in_flight_gets_connection_close() {
         "{response}"
     );
     assert!(response.ends_with("4\r\ndone\r\n0\r\n\r\n"), "{response}");
+    assert!(shutdown.await.unwrap());
+}
+
+/// Opens a bidi stream through `addr` and exchanges one message on it; the stream stays open
+/// while the sender lives.
+async fn open_stream(
+    addr: std::net::SocketAddr,
+) -> (
+    mpsc::Sender<EchoRequest>,
+    tonic::Streaming<strait_grpc::echo::EchoReply>,
+) {
+    let mut client = echo_client(addr).await;
+    let (tx, rx) = mpsc::channel(1);
+    let mut replies = client
+        .bidi(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(EchoRequest::default()).await.unwrap();
+    replies.message().await.unwrap().unwrap();
+    (tx, replies)
+}
+
+/// `stop()` with no accept grace drains at once; `/readyz` answers 503 through the drain and
+/// the admin listener closes only once it has ended.
+#[tokio::test]
+async fn the_admin_listener_answers_until_the_drain_has_ended() {
+    let backend = TestBackend::start().await;
+    let yaml = format!(
+        "admin: {{ address: 127.0.0.1:0 }}\n{}",
+        single_service_config(&[backend.url()])
+    );
+    let strait = start_strait(&yaml).await;
+    let admin = strait.admin().unwrap();
+    let (tx, mut replies) = open_stream(strait.entrypoint("web").unwrap()).await;
+
+    let mut drain = strait.drain_watch();
+    let stop = tokio::spawn(strait.stop());
+    drain.signaled().await;
+    drop(drain);
+    assert_eq!(http1(admin, "GET", "/readyz", &[]).await.0, 503);
+    assert_eq!(http1(admin, "GET", "/healthz", &[]).await.0, 200);
+    assert!(!stop.is_finished(), "the drain waits for the open stream");
+
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    drop(replies);
+    assert!(stop.await.unwrap());
+    assert_eventually!(tokio::net::TcpStream::connect(admin).await.is_err());
+}
+
+/// Once the drain has started the config is no longer reloaded (a listener it started would
+/// never be drained), and the refusal comes at once, not after the drain.
+#[tokio::test]
+async fn reload_is_refused_once_the_drain_has_started() {
+    let backend = TestBackend::start().await;
+    let yaml = single_service_config(&[backend.url()]);
+    let strait = start_strait(&yaml).await;
+    let (tx, mut replies) = open_stream(strait.entrypoint("web").unwrap()).await;
+
+    let handle = strait.clone();
+    let mut drain = strait.drain_watch();
+    let shutdown = tokio::spawn(strait.shutdown(Duration::from_secs(20)));
+    drain.signaled().await;
+    drop(drain);
+    let more = yaml.replace(
+        "entrypoints:\n",
+        "entrypoints:\n  more: { address: 127.0.0.1:0 }\n",
+    );
+    let config = strait_config::parse_str(&more, strait_config::Format::Yaml, "t.yaml").unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(5), handle.reload(config))
+        .await
+        .expect("refused at once")
+        .unwrap_err();
+    assert!(
+        matches!(err, strait_app::StartError::ShuttingDown),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("shutting down"), "{err}");
+    assert_eq!(handle.entrypoints().len(), 1);
+    assert_eq!(handle.live().generation, 1);
+
+    drop(tx);
+    assert!(replies.message().await.unwrap().is_none());
+    drop(replies);
     assert!(shutdown.await.unwrap());
 }

@@ -28,6 +28,13 @@ pub(crate) fn config(config: &Config) -> String {
         "drain_timeout",
         &format_duration(config.drain_timeout),
     );
+    out.push_str("lifecycle:\n");
+    line(
+        &mut out,
+        1,
+        "accept_grace",
+        &format_duration(config.lifecycle.accept_grace),
+    );
     match &config.access_log {
         Some(AccessLogTarget::Stdout) => out.push_str("access_log:\n  path: stdout\n"),
         Some(AccessLogTarget::File(path)) => {
@@ -206,6 +213,9 @@ fn emit_lifecycle(out: &mut String, lifecycle: &Lifecycle) {
         if let Some(duration) = duration {
             line(out, 2, key, &format_duration(duration));
         }
+    }
+    if let Some(count) = lifecycle.max_requests_per_connection {
+        line(out, 2, "max_requests_per_connection", &count.to_string());
     }
 }
 

@@ -3,6 +3,7 @@
 //! and never re-validates.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,6 +33,17 @@ pub struct Config {
     /// How long open requests may take to finish at shutdown before they are reset.
     /// Default 30s.
     pub drain_timeout: Duration,
+    /// The process's shutdown sequence (`lifecycle:` at top level).
+    pub lifecycle: ProcessLifecycle,
+}
+
+/// How the process stops (`lifecycle:` at top level).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessLifecycle {
+    /// After SIGTERM, how long `/readyz` answers 503 while the entrypoints keep accepting and
+    /// serving, so load balancers see "not ready" before connections are refused; then the
+    /// drain starts. Default zero: the drain starts at once.
+    pub accept_grace: Duration,
 }
 
 /// Where the access log goes: one JSON object a line per request or stream.
@@ -101,6 +113,10 @@ pub struct Lifecycle {
     /// A connection with no request or stream open for this long is told to go away the same
     /// way. `None`: idle connections stay.
     pub idle_timeout: Option<Duration>,
+    /// Services only (entrypoints do not take the key, so it is always `None` there): a
+    /// backend connection that has carried this many requests takes no new ones and closes
+    /// once they have ended. `None`: unlimited.
+    pub max_requests_per_connection: Option<NonZeroU32>,
 }
 
 /// TLS termination on an entrypoint.
@@ -257,7 +273,9 @@ pub struct Service {
     pub http2: Http2Settings,
     /// Retiring connections to the servers: after `max_connection_age` a connection takes no
     /// new requests and closes once its streams finish (or its grace ends), so new backend
-    /// instances behind a name get traffic; after `idle_timeout` with nothing open it closes.
+    /// instances behind a name get traffic; after `idle_timeout` with nothing open it closes;
+    /// after `max_requests_per_connection` requests it takes no new ones and closes once they
+    /// end.
     pub lifecycle: Lifecycle,
     pub load_balancer: LoadBalancer,
     pub health_check: Option<HealthCheck>,

@@ -8,8 +8,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::model::{
-    AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Http2Settings, Match, Router, Server,
-    Service, UpstreamScheme, UpstreamUrl, ValueMatch,
+    AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Http2Settings, Lifecycle, Match,
+    ProcessLifecycle, Router, Server, Service, UpstreamScheme, UpstreamUrl, ValueMatch,
 };
 use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
@@ -29,6 +29,7 @@ const TOP_KEYS: &[&str] = &[
     "middlewares",
     "access_log",
     "drain_timeout",
+    "lifecycle",
 ];
 const ACCESS_LOG_KEYS: &[&str] = &["path"];
 const ADMIN_KEYS: &[&str] = &["address", "token_file"];
@@ -75,6 +76,7 @@ const SERVICE_KEYS: &[&str] = &[
     "max_connection_age",
     "max_connection_age_grace",
     "idle_timeout",
+    "max_requests_per_connection",
     "load_balancer",
     "health_check",
     "panic_mode",
@@ -136,6 +138,7 @@ impl Validator {
             services: IndexMap::new(),
             access_log: None,
             drain_timeout: lifecycle::DEFAULT_DRAIN_TIMEOUT,
+            lifecycle: ProcessLifecycle::default(),
         };
         let top: &Entries = match &root.kind {
             NodeKind::Map(entries) => entries,
@@ -153,6 +156,11 @@ impl Validator {
         if let Some((_, node)) = get(top, "drain_timeout") {
             if let Some(timeout) = self.drain_timeout(node) {
                 config.drain_timeout = timeout;
+            }
+        }
+        if let Some((_, node)) = get(top, "lifecycle") {
+            if let Some(lifecycle) = self.process_lifecycle(node) {
+                config.lifecycle = lifecycle;
             }
         }
         if let Some((key, node)) = get(top, "access_log") {
@@ -404,13 +412,17 @@ impl Validator {
             }
         };
         let lifecycle = self.lifecycle(entries, &context);
+        let max_requests = self.max_requests_per_connection(entries, &context);
         let resilience = self.service_resilience(&key.name, entries, &servers);
         let resilience = resilience?;
         let service = Service {
             servers,
             tls,
             http2: http2?,
-            lifecycle: lifecycle?,
+            lifecycle: Lifecycle {
+                max_requests_per_connection: max_requests?,
+                ..lifecycle?
+            },
             load_balancer: resilience.load_balancer,
             health_check: resilience.health_check,
             panic_mode: resilience.panic_mode,

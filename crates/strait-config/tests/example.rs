@@ -60,6 +60,8 @@ weight = 2
 
 const EXAMPLE_EFFECTIVE: &str = "\
 drain_timeout: 30s
+lifecycle:
+  accept_grace: 0s
 admin:
   address: 127.0.0.1:9901
 entrypoints:

@@ -1,5 +1,5 @@
-//! Connection settings: `drain_timeout`, `http2` on entrypoints and services, and an
-//! entrypoint's `max_connection_age` and `max_connection_age_grace`.
+//! Connection settings: `drain_timeout` and `lifecycle.accept_grace`, `http2` on entrypoints
+//! and services, connection age on both, and a service's `max_requests_per_connection`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -7,9 +7,10 @@ mod common;
 
 use common::*;
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
-use strait_config::{parse_str, Config, Format, Http2Settings, Lifecycle};
+use strait_config::{parse_str, Config, Format, Http2Settings, Lifecycle, ProcessLifecycle};
 
 fn parse(text: &str, format: Format) -> Config {
     parse_str(text, format, "strait").unwrap_or_else(|errors| panic!("{text}\n{errors:#?}"))
@@ -29,6 +30,8 @@ fn with_http2(lines: &str) -> String {
 
 const FULL_YAML: &str = r#"
 drain_timeout: 1m
+lifecycle:
+  accept_grace: 5s
 entrypoints:
   web:
     address: 0.0.0.0:8080
@@ -56,12 +59,14 @@ services:
       initial_stream_window: 65535
       max_header_list_size: 1025KiB
       keepalive_interval: 10s
+    max_requests_per_connection: 1000
   legacy:
     servers: [http://127.0.0.1:8081]
 "#;
 
 const FULL_TOML: &str = r#"
 drain_timeout = "1m"
+lifecycle.accept_grace = "5s"
 
 [entrypoints.web]
 address = "0.0.0.0:8080"
@@ -86,6 +91,7 @@ max_connection_age_grace = "0s"
 
 [services.orders]
 servers = ["h2c://127.0.0.1:50051", "http://127.0.0.1:8080"]
+max_requests_per_connection = 1000
 http2.max_concurrent_streams = 100
 http2.initial_stream_window = 65535
 http2.max_header_list_size = "1025KiB"
@@ -97,6 +103,8 @@ servers = ["http://127.0.0.1:8081"]
 
 const FULL_EFFECTIVE: &str = "\
 drain_timeout: 1m
+lifecycle:
+  accept_grace: 5s
 entrypoints:
   web:
     address: 0.0.0.0:8080
@@ -131,6 +139,7 @@ services:
       initial_stream_window: 65535
       max_header_list_size: 1025KiB
       keepalive_interval: 10s
+    max_requests_per_connection: 1000
   legacy:
     servers:
       - url: http://127.0.0.1:8081
@@ -162,7 +171,26 @@ fn every_connection_setting_is_read() {
             max_connection_age: Some(Duration::from_secs(600)),
             max_connection_age_grace: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(300)),
+            max_requests_per_connection: None,
         }
+    );
+    assert_eq!(
+        config.lifecycle,
+        ProcessLifecycle {
+            accept_grace: Duration::from_secs(5)
+        }
+    );
+    assert_eq!(
+        config.services["orders"]
+            .lifecycle
+            .max_requests_per_connection,
+        NonZeroU32::new(1000)
+    );
+    assert_eq!(
+        config.services["legacy"]
+            .lifecycle
+            .max_requests_per_connection,
+        None
     );
     let adaptive = &config.entrypoints["adaptive"];
     assert_eq!(
@@ -204,6 +232,11 @@ fn the_full_config_in_toml_is_the_same_config() {
         );
     }
     assert_eq!(toml.services["orders"].http2, yaml.services["orders"].http2);
+    assert_eq!(
+        toml.services["orders"].lifecycle,
+        yaml.services["orders"].lifecycle
+    );
+    assert_eq!(toml.lifecycle, yaml.lifecycle);
 }
 
 #[test]
@@ -213,6 +246,11 @@ fn the_effective_config_parses_back_to_itself() {
     let again = parse(&yaml, Format::Yaml);
     assert_eq!(again.to_yaml(), yaml);
     assert_eq!(again.drain_timeout, config.drain_timeout);
+    assert_eq!(again.lifecycle, config.lifecycle);
+    assert_eq!(
+        again.services["orders"].lifecycle,
+        config.services["orders"].lifecycle
+    );
     for name in ["web", "adaptive"] {
         assert_eq!(
             again.entrypoints[name].http2,
@@ -239,11 +277,16 @@ services:
 ";
     let config = parse(text, Format::Yaml);
     assert_eq!(config.drain_timeout, Duration::from_secs(30));
+    assert_eq!(config.lifecycle.accept_grace, Duration::ZERO);
     assert_eq!(config.entrypoints["web"].http2, Http2Settings::default());
     assert_eq!(config.entrypoints["web"].lifecycle, Lifecycle::default());
     assert_eq!(config.services["s"].http2, Http2Settings::default());
     let yaml = config.to_yaml();
-    assert!(yaml.starts_with("drain_timeout: 30s\n"), "{yaml}");
+    assert!(
+        yaml.starts_with("drain_timeout: 30s\nlifecycle:\n  accept_grace: 0s\n"),
+        "{yaml}"
+    );
+    assert!(!yaml.contains("max_requests_per_connection"), "{yaml}");
     assert!(!yaml.contains("http2"), "{yaml}");
     assert!(!yaml.contains("max_connection_age"), "{yaml}");
 
@@ -251,7 +294,8 @@ services:
     assert_eq!(empty.drain_timeout, Duration::from_secs(30));
     assert_eq!(
         empty.to_yaml(),
-        "drain_timeout: 30s\nentrypoints: {}\nrouters: {}\nservices: {}\nmiddlewares: {}\n"
+        "drain_timeout: 30s\nlifecycle:\n  accept_grace: 0s\nentrypoints: {}\nrouters: {}\n\
+         services: {}\nmiddlewares: {}\n"
     );
 }
 
@@ -670,6 +714,7 @@ fn services_take_connection_age_and_idle_timeout() {
             max_connection_age: Some(Duration::from_secs(300)),
             max_connection_age_grace: Some(Duration::from_secs(10)),
             idle_timeout: Some(Duration::from_secs(90)),
+            max_requests_per_connection: None,
         }
     );
     let again =
@@ -681,4 +726,158 @@ fn services_take_connection_age_and_idle_timeout() {
     let bad = "services:\n  s:\n    servers: [h2c://127.0.0.1:1]\n    idle_timeout: 0s\n";
     let errors = strait_config::parse_str(bad, strait_config::Format::Yaml, "t.yaml").unwrap_err();
     assert_eq!((errors[0].line, errors[0].col), (4, 19), "{errors:?}");
+}
+
+// === lifecycle.accept_grace ===
+
+#[test]
+fn accept_grace_takes_a_duration_and_zero_is_the_default() {
+    let config = parse("lifecycle:\n  accept_grace: 0s\n", Format::Yaml);
+    assert_eq!(config.lifecycle, ProcessLifecycle::default());
+    let config = parse("lifecycle:\n", Format::Yaml);
+    assert_eq!(config.lifecycle.accept_grace, Duration::ZERO);
+    let config = parse("[lifecycle]\naccept_grace = \"1m30s\"\n", Format::Toml);
+    assert_eq!(config.lifecycle.accept_grace, Duration::from_secs(90));
+    let again = parse(&config.to_yaml(), Format::Yaml);
+    assert_eq!(again.lifecycle, config.lifecycle);
+}
+
+#[test]
+fn bad_accept_grace_is_located() {
+    let err = one("lifecycle:\n  accept_grace: 5\n");
+    assert_at(
+        &err,
+        2,
+        17,
+        "expected a duration string for `accept_grace` in `lifecycle`, found an integer",
+    );
+    assert_hint(&err, "30s");
+
+    let err = one("lifecycle:\n  accept_grace: 5 seconds\n");
+    assert_at(&err, 2, 17, "`5 seconds`");
+
+    let err = one("lifecycle:\n  accept_grace: -1s\n");
+    assert_at(&err, 2, 17, "negative");
+
+    let err = one("lifecycle:\n  acept_grace: 5s\n");
+    assert_at(&err, 2, 3, "unknown key `acept_grace` in `lifecycle`");
+    assert_hint(&err, "did you mean `accept_grace`?");
+
+    // `drain_timeout` stays at top level.
+    let err = one("lifecycle:\n  drain_timeout: 5s\n");
+    assert_at(&err, 2, 3, "unknown key `drain_timeout` in `lifecycle`");
+    assert_hint(&err, "`accept_grace`");
+
+    let err = one("lifecycle: 5s\n");
+    assert_at(
+        &err,
+        1,
+        12,
+        "expected a mapping for `lifecycle` at top level, found a string",
+    );
+
+    let err = one("lifecyle:\n  accept_grace: 5s\n");
+    assert_at(&err, 1, 1, "unknown key `lifecyle` at top level");
+    assert_hint(&err, "did you mean `lifecycle`?");
+
+    let errors = errors("[lifecycle]\naccept_grace = 5\n", Format::Toml);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_at(
+        &errors[0],
+        2,
+        16,
+        "expected a duration string for `accept_grace`",
+    );
+}
+
+// === max_requests_per_connection ===
+
+/// A service `s` with one h2c server; `lines` go into its mapping from line 4.
+fn with_service(lines: &str) -> String {
+    format!("services:\n  s:\n    servers: [h2c://127.0.0.1:1]\n{lines}")
+}
+
+#[test]
+fn max_requests_per_connection_is_a_positive_count() {
+    let config = parse(
+        &with_service("    max_requests_per_connection: 1\n"),
+        Format::Yaml,
+    );
+    assert_eq!(
+        config.services["s"].lifecycle.max_requests_per_connection,
+        NonZeroU32::new(1)
+    );
+    let config = parse(
+        &with_service("    max_requests_per_connection: 4294967295\n"),
+        Format::Yaml,
+    );
+    assert_eq!(
+        config.services["s"].lifecycle.max_requests_per_connection,
+        NonZeroU32::new(u32::MAX)
+    );
+    // HTTP/1.1 servers take it too.
+    let config = parse(
+        "services:\n  s:\n    servers: [http://127.0.0.1:1]\n    max_requests_per_connection: 100\n",
+        Format::Yaml,
+    );
+    assert_eq!(
+        config.services["s"].lifecycle.max_requests_per_connection,
+        NonZeroU32::new(100)
+    );
+    assert!(
+        config
+            .to_yaml()
+            .contains("\n    max_requests_per_connection: 100\n"),
+        "{}",
+        config.to_yaml()
+    );
+}
+
+#[test]
+fn bad_max_requests_per_connection_is_located() {
+    let err = one(&with_service("    max_requests_per_connection: 0\n"));
+    assert_at(
+        &err,
+        4,
+        34,
+        "`max_requests_per_connection` in service `s` must be 1 to 4294967295, not 0",
+    );
+    assert_hint(&err, "leave `max_requests_per_connection` out for no limit");
+
+    let err = one(&with_service("    max_requests_per_connection: -3\n"));
+    assert_at(&err, 4, 34, "must be 1 to 4294967295, not -3");
+
+    let err = one(&with_service(
+        "    max_requests_per_connection: 4294967296\n",
+    ));
+    assert_at(&err, 4, 34, "not 4294967296");
+
+    let err = one(&with_service("    max_requests_per_connection: \"100\"\n"));
+    assert_at(
+        &err,
+        4,
+        34,
+        "expected an integer for `max_requests_per_connection` in service `s`, found a string",
+    );
+    assert_hint(&err, "without quotes");
+
+    let err = one(&with_service("    max_requests_per_conection: 100\n"));
+    assert_at(&err, 4, 5, "unknown key `max_requests_per_conection`");
+    assert_hint(&err, "did you mean `max_requests_per_connection`?");
+
+    // A service key, not an entrypoint one.
+    let err = one(&with_entrypoint("    max_requests_per_connection: 100\n"));
+    assert_at(
+        &err,
+        4,
+        5,
+        "unknown key `max_requests_per_connection` in entrypoint `web`",
+    );
+
+    let errors = errors(
+        "[services.s]\nservers = [\"h2c://127.0.0.1:1\"]\nmax_requests_per_connection = 0\n",
+        Format::Toml,
+    );
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_at(&errors[0], 3, 31, "not 0");
 }

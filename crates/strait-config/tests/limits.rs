@@ -81,6 +81,8 @@ limits = { max_connections = "unlimited", max_connections_per_ip = "unlimited", 
 
 const FULL_EFFECTIVE: &str = "\
 drain_timeout: 30s
+lifecycle:
+  accept_grace: 0s
 entrypoints:
   web:
     address: 0.0.0.0:8080

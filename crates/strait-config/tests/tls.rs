@@ -196,6 +196,8 @@ servers = ["h2c://127.0.0.1:50051"]
 
 /// `{dir}` stands for the temp dir.
 const FULL_EFFECTIVE: &str = r#"drain_timeout: 30s
+lifecycle:
+  accept_grace: 0s
 entrypoints:
   web:
     address: 0.0.0.0:8080

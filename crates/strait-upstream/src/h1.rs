@@ -27,6 +27,8 @@ const MAX_IDLE: usize = 64;
 pub(crate) struct Checkout {
     sender: SendRequest<Body>,
     born: Instant,
+    /// Requests the connection carried before this one, for `max_requests_per_connection`.
+    served: u32,
     reused: bool,
     slot: Option<Slot>,
 }
@@ -46,12 +48,14 @@ struct Shared {
     limit: Option<Arc<ConnLimit>>,
 }
 
-/// A pooled connection and its times, for `idle_timeout` and `max_connection_age`.
+/// A pooled connection, its times and its request count, for `idle_timeout`,
+/// `max_connection_age` and `max_requests_per_connection`.
 #[derive(Debug)]
 struct Idle {
     sender: SendRequest<Body>,
     born: Instant,
     since: Instant,
+    served: u32,
     slot: Option<Slot>,
 }
 
@@ -62,6 +66,8 @@ pin_project_lite::pin_project! {
         inner: Incoming,
         sender: Option<SendRequest<Body>>,
         born: Instant,
+        // Requests the connection has carried, this one included.
+        served: u32,
         // The connection's place under the connection limit, travelling with `sender`.
         slot: Option<Slot>,
         pool: Weak<Shared>,
@@ -112,6 +118,7 @@ impl H1Pool {
                 None => Ok(Checkout {
                     sender: self.connect().await?,
                     born: Instant::now(),
+                    served: 0,
                     reused: false,
                     slot: None,
                 }),
@@ -131,6 +138,7 @@ impl H1Pool {
                 return Ok(Checkout {
                     sender,
                     born: Instant::now(),
+                    served: 0,
                     reused: false,
                     slot: Some(slot),
                 });
@@ -159,6 +167,7 @@ impl H1Pool {
             let Checkout {
                 mut sender,
                 born,
+                served,
                 reused,
                 slot,
             } = match next.take() {
@@ -178,6 +187,7 @@ impl H1Pool {
                         inner,
                         sender: Some(sender),
                         born,
+                        served: served.saturating_add(1),
                         slot,
                         pool: Arc::downgrade(&self.shared),
                         in_flight,
@@ -292,6 +302,7 @@ impl Checkout {
         Checkout {
             sender: idle.sender,
             born: idle.born,
+            served: idle.served,
             reused: true,
             slot: idle.slot,
         }
@@ -301,14 +312,16 @@ impl Checkout {
 // === impl Shared ===
 
 impl Shared {
-    fn give_back(&self, sender: SendRequest<Body>, born: Instant, slot: Option<Slot>) {
+    fn give_back(&self, sender: SendRequest<Body>, born: Instant, served: u32, slot: Option<Slot>) {
         let connection = Idle {
             sender,
             born,
             since: Instant::now(),
+            served,
             slot,
         };
-        // A connection past its age is closed (dropped) rather than reused.
+        // A connection past its age or its request count is closed (dropped) rather than
+        // reused; its slot goes with it, which wakes a request waiting under the limit.
         if !self.usable(&connection) {
             return;
         }
@@ -323,10 +336,13 @@ impl Shared {
         }
     }
 
-    /// Open, not idle too long, not too old.
+    /// Open, not idle too long, not too old, not done with its requests.
     fn usable(&self, connection: &Idle) -> bool {
         let lifecycle = &self.lifecycle;
         !connection.sender.is_closed()
+            && lifecycle
+                .max_requests_per_connection
+                .is_none_or(|max| connection.served < max.get())
             && lifecycle
                 .idle_timeout
                 .is_none_or(|t| connection.since.elapsed() < t)
@@ -374,7 +390,7 @@ impl http_body::Body for PooledBody {
         };
         if ended {
             if let (Some(sender), Some(pool)) = (this.sender.take(), this.pool.upgrade()) {
-                pool.give_back(sender, *this.born, this.slot.take());
+                pool.give_back(sender, *this.born, *this.served, this.slot.take());
             }
         }
         Poll::Ready(frame)

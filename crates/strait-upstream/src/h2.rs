@@ -70,6 +70,11 @@ struct ConnState {
     served: AtomicBool,
     /// Streams ever leased, so an idle period that saw a stream come and go is noticed.
     leased: AtomicUsize,
+    /// `max_requests_per_connection` (`usize::MAX`: unlimited): once `leased` reaches it the
+    /// connection takes no new streams, and closes when the ones it has end.
+    max_requests: usize,
+    /// Signalled when `leased` reaches `max_requests`.
+    spent: Notify,
     /// Signalled when the last open stream ends.
     quiet: Notify,
     /// Told whenever a stream ends or the connection closes, so requests waiting under the
@@ -258,8 +263,11 @@ impl H2Pool {
             .settings
             .max_concurrent_streams
             .map_or(usize::MAX, |n| n as usize);
+        // Leasing happens under the lock, so no two requests take the last of a connection's
+        // `max_requests`.
         let conn = conns.iter().find(|c| {
             c.state.active.load(Ordering::Acquire) < c.state.max.load(Ordering::Acquire).min(cap)
+                && c.state.leased.load(Ordering::Acquire) < c.state.max_requests
         })?;
         Some(Lease::new(conn.clone()))
     }
@@ -317,6 +325,11 @@ impl H2Pool {
             closed: AtomicBool::new(false),
             served: AtomicBool::new(false),
             leased: AtomicUsize::new(0),
+            max_requests: self
+                .lifecycle
+                .max_requests_per_connection
+                .map_or(usize::MAX, |n| n.get() as usize),
+            spent: Notify::new(),
             quiet: Notify::new(),
             limit: self.limit.clone(),
         });
@@ -353,8 +366,8 @@ impl H2Pool {
                     warn!(endpoint = %label, "no keepalive PING answer within {missed:?}; closing the connection");
                     Ok(())
                 }
-                _ = retiring.retire(&lifecycle) => {
-                    debug!(endpoint = %label, "upstream connection retired (age or idle)");
+                why = retiring.retire(&lifecycle) => {
+                    debug!(endpoint = %label, "upstream connection retired ({why})");
                     Ok(())
                 }
             };
@@ -424,8 +437,12 @@ async fn keepalive(mut ping_pong: h2::PingPong, interval: Duration, timeout: Dur
 
 impl Lease {
     fn new(conn: Arc<H2Conn>) -> Lease {
-        conn.state.active.fetch_add(1, Ordering::AcqRel);
-        conn.state.leased.fetch_add(1, Ordering::AcqRel);
+        let state = &conn.state;
+        state.active.fetch_add(1, Ordering::AcqRel);
+        if state.leased.fetch_add(1, Ordering::AcqRel) + 1 == state.max_requests {
+            // A permit, so the retiring task sees it even before it first waits.
+            state.spent.notify_one();
+        }
         Lease { conn }
     }
 }
@@ -470,10 +487,11 @@ impl ConnState {
         }
     }
 
-    /// Resolves when the connection should be dropped under `lifecycle`: past its age (after
-    /// its streams finish, or its grace ends) or idle too long. It is marked closed first, so
-    /// no new stream lands on it; a stream leased just before still gets to finish.
-    async fn retire(&self, lifecycle: &Lifecycle) {
+    /// Resolves, with why, when the connection should be dropped under `lifecycle`: past its
+    /// age (after its streams finish, or its grace ends), idle too long, or done with its
+    /// `max_requests` (after they finish). It is marked closed first, so no new stream lands
+    /// on it; a stream leased just before still gets to finish.
+    async fn retire(&self, lifecycle: &Lifecycle) -> &'static str {
         let aged = async {
             let Some(age) = lifecycle.max_connection_age else {
                 return std::future::pending().await;
@@ -486,9 +504,16 @@ impl ConnState {
             };
             self.idle_for(timeout).await;
         };
-        let grace = tokio::select! {
-            _ = aged => lifecycle.max_connection_age_grace,
-            _ = idle => None,
+        let spent = async {
+            if self.max_requests == usize::MAX {
+                return std::future::pending().await;
+            }
+            self.spent.notified().await;
+        };
+        let (why, grace) = tokio::select! {
+            _ = aged => ("max_connection_age", lifecycle.max_connection_age_grace),
+            _ = idle => ("idle_timeout", None),
+            _ = spent => ("max_requests_per_connection", None),
         };
         self.closed.store(true, Ordering::Release);
         // Closed to new streams: under a connection limit, another may open in its place.
@@ -501,6 +526,7 @@ impl ConnState {
             }
             None => self.until_quiet().await,
         }
+        why
     }
 }
 

@@ -228,15 +228,11 @@ fn run(path: Option<PathBuf>, workers: Option<u16>) -> ExitCode {
                 Err(e) => strait_app::log_reload_error(&e),
             }
         }
-        let grace = running.drain_timeout();
-        info!("shutting down: no new connections; open requests have {grace:?} to finish (signal again to exit now)");
+        info!("stop signal: not ready from now on (signal again to exit at once)");
+        // Not ready at once, the accept grace, then the drain; the admin listener answers
+        // through all of it.
         tokio::select! {
-            drained = running.shutdown(grace) => {
-                if !drained {
-                    warn!("connections still open after {grace:?}; closing them");
-                }
-                ExitCode::SUCCESS
-            }
+            _ = running.stop() => ExitCode::SUCCESS,
             _ = signals.next_stop() => {
                 warn!("second signal: exiting without waiting for open requests");
                 ExitCode::from(130)

@@ -301,16 +301,41 @@ fn proxy_config(backend: &str) -> String {
     )
 }
 
-/// SIGTERM while a stream is open: the stream still completes, then the process exits 0.
+/// `proxy_config` with an admin listener on a free port and `extra` at top level.
+fn proxy_config_with_admin(backend: &str, extra: &str) -> String {
+    format!(
+        "admin: {{ address: 127.0.0.1:0 }}\n{extra}{}",
+        proxy_config(backend)
+    )
+}
+
+/// The entrypoint's and the admin listener's addresses from the start-up log.
+fn listening(process: &Process) -> (SocketAddr, SocketAddr) {
+    let entrypoint = address_in(&process.wait_for("\"listening\""));
+    let admin = address_in(&process.wait_for("admin listening"));
+    process.wait_for("strait is serving");
+    (entrypoint, admin)
+}
+
+/// SIGTERM while a stream is open, with the default accept grace (none): the drain starts at
+/// once, so new connections are refused, while the stream still completes and the admin
+/// listener keeps answering — `/readyz` 503, `/metrics` — until the process exits 0.
 #[tokio::test]
 async fn sigterm_lets_an_open_stream_finish() {
-    use strait_test::assert_eventually;
+    use strait_test::{assert_eventually, http1};
     let backend = TestBackend::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let file = write(dir.path(), "strait.yaml", &proxy_config(&backend.url()));
+    let file = write(
+        dir.path(),
+        "strait.yaml",
+        &proxy_config_with_admin(&backend.url(), ""),
+    );
     let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
-    let addr = address_in(&process.wait_for("listening"));
-    process.wait_for("strait is serving");
+    let (addr, admin) = listening(&process);
+    assert_eq!(
+        http1(admin, "GET", "/readyz", &[]).await,
+        (200, "ready\n".into())
+    );
 
     let mut client = strait_test::echo_client(addr).await;
     let (tx, rx) = tokio::sync::mpsc::channel(1);
@@ -324,8 +349,16 @@ async fn sigterm_lets_an_open_stream_finish() {
 
     process.signal("TERM");
     process.wait_for("shutting down");
-    // New connections are refused while the open stream goes on.
+    // New connections are refused while the open stream goes on...
     assert_eventually!(tokio::net::TcpStream::connect(addr).await.is_err());
+    // ...and probes get a clean "not ready", not a refused connection.
+    assert_eq!(
+        http1(admin, "GET", "/readyz", &[]).await,
+        (503, "not ready\n".into())
+    );
+    let (status, metrics) = http1(admin, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("strait_config_generation 1"), "{metrics}");
     tx.send(EchoRequest {
         payload: "after SIGTERM".into(),
         repeat: 0,
@@ -336,6 +369,7 @@ async fn sigterm_lets_an_open_stream_finish() {
         replies.message().await.unwrap().unwrap().payload,
         "after SIGTERM"
     );
+    assert_eq!(http1(admin, "GET", "/readyz", &[]).await.0, 503);
     drop(tx);
     assert!(replies.message().await.unwrap().is_none());
     drop((replies, client));
@@ -343,6 +377,80 @@ async fn sigterm_lets_an_open_stream_finish() {
         .await
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// `lifecycle.accept_grace`: after SIGTERM `/readyz` answers 503 at once while the entrypoint
+/// still accepts and serves new connections; when the grace is over the drain runs, new
+/// connections are refused and the process exits 0.
+#[tokio::test]
+async fn sigterm_with_accept_grace_keeps_accepting_while_not_ready() {
+    use strait_test::{assert_eventually, http1};
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "strait.yaml",
+        &proxy_config_with_admin(&backend.url(), "lifecycle: { accept_grace: 5s }\n"),
+    );
+    let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
+    let (addr, admin) = listening(&process);
+    assert_eq!(http1(admin, "GET", "/readyz", &[]).await.0, 200);
+
+    process.signal("TERM");
+    process.wait_for("not ready; accepting for 5s more before draining");
+    assert_eq!(
+        http1(admin, "GET", "/readyz", &[]).await,
+        (503, "not ready\n".into())
+    );
+    let (status, metrics) = http1(admin, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("strait_config_generation 1"), "{metrics}");
+    // A connection opened now is still accepted and served: the drain has not started
+    // (it would have closed the listener).
+    let mut client = strait_test::echo_client(addr).await;
+    let reply = client
+        .unary(EchoRequest {
+            payload: "during the grace".into(),
+            repeat: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner().payload, "during the grace");
+    assert_eq!(backend.calls(), 1);
+    drop(client);
+
+    process.wait_for("shutting down");
+    assert_eventually!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        Duration::from_secs(30),
+        "the entrypoint still accepts after the grace"
+    );
+    let status = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
+/// A second signal during the accept grace exits at once (status 130).
+#[tokio::test]
+async fn a_second_signal_during_the_accept_grace_exits_at_once() {
+    let backend = TestBackend::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "strait.yaml",
+        &proxy_config_with_admin(&backend.url(), "lifecycle: { accept_grace: 10m }\n"),
+    );
+    let process = Process::start(&["run", "--config", file.to_str().unwrap()]);
+    listening(&process);
+    process.signal("TERM");
+    process.wait_for("not ready; accepting for 600s more");
+    process.signal("INT");
+    process.wait_for("second signal");
+    let status = tokio::task::spawn_blocking(move || process.wait())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }
 
 /// SIGHUP reloads the config file; a broken file is refused with its location and the old

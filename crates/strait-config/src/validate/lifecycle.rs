@@ -1,10 +1,12 @@
 //! Connection settings: `http2` on an entrypoint or a service (HTTP/2 settings and
-//! keepalive), an entrypoint's connection age, and the top-level `drain_timeout`.
+//! keepalive), connection age and request counts, and the process's shutdown: the top-level
+//! `drain_timeout` and `lifecycle`.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use super::{get, Entries, Validator};
-use crate::model::{Http2Settings, Lifecycle, Server, UpstreamScheme};
+use crate::model::{Http2Settings, Lifecycle, ProcessLifecycle, Server, UpstreamScheme};
 use crate::size::parse_size;
 use crate::tree::{Key, Node, NodeKind};
 
@@ -18,6 +20,9 @@ const HTTP2_KEYS: &[&str] = &[
     "keepalive_interval",
     "keepalive_timeout",
 ];
+
+/// `lifecycle` at top level.
+const PROCESS_LIFECYCLE_KEYS: &[&str] = &["accept_grace"];
 
 pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -74,6 +79,23 @@ impl Validator {
                 hint: "leave `drain_timeout` out for the default, 30s",
             },
         )
+    }
+
+    /// `lifecycle` at top level: how the process stops.
+    pub(super) fn process_lifecycle(&mut self, node: &Node) -> Option<ProcessLifecycle> {
+        let entries: &Entries = match &node.kind {
+            NodeKind::Null => &[],
+            _ => self.mapping(node, "`lifecycle` at top level")?,
+        };
+        let context = "in `lifecycle`";
+        self.known_keys(entries, PROCESS_LIFECYCLE_KEYS, context);
+        // Zero is allowed: it is the default, the drain starts at once.
+        let accept_grace = self.optional(entries, "accept_grace", |v, node| {
+            v.duration(node, "accept_grace", context)
+        })?;
+        Some(ProcessLifecycle {
+            accept_grace: accept_grace.unwrap_or_default(),
+        })
     }
 
     /// An `http2` mapping; `owner` names where it is in messages, e.g. entrypoint `web`.
@@ -214,7 +236,9 @@ impl Validator {
         settings
     }
 
-    /// `max_connection_age` and `max_connection_age_grace` among an entrypoint's `entries`.
+    /// `max_connection_age`, `max_connection_age_grace` and `idle_timeout` among an
+    /// entrypoint's or a service's `entries` (a service's `max_requests_per_connection` is
+    /// read on its own).
     pub(super) fn lifecycle(&mut self, entries: &Entries, context: &str) -> Option<Lifecycle> {
         let max_connection_age = self.optional(entries, "max_connection_age", |v, node| {
             v.positive_duration(
@@ -263,6 +287,41 @@ impl Validator {
             max_connection_age: max_connection_age?,
             max_connection_age_grace: max_connection_age_grace?,
             idle_timeout: idle_timeout?,
+            max_requests_per_connection: None,
+        })
+    }
+
+    /// A service's `max_requests_per_connection`: 1 or more; absent is unlimited.
+    pub(super) fn max_requests_per_connection(
+        &mut self,
+        entries: &Entries,
+        context: &str,
+    ) -> Option<Option<NonZeroU32>> {
+        const KEY: &str = "max_requests_per_connection";
+        self.optional(entries, KEY, |v, node| {
+            let NodeKind::Int(count) = node.kind else {
+                v.report_hint(
+                    node.loc,
+                    format!(
+                        "expected an integer for `{KEY}` {context}, found {}",
+                        node.describe()
+                    ),
+                    "write a number of requests without quotes, e.g. 1000",
+                );
+                return None;
+            };
+            let valid = u32::try_from(count).ok().and_then(NonZeroU32::new);
+            if valid.is_none() {
+                v.report_hint(
+                    node.loc,
+                    format!("`{KEY}` {context} must be 1 to {}, not {count}", u32::MAX),
+                    format!(
+                        "it is how many requests one backend connection carries before it is \
+                         replaced; leave `{KEY}` out for no limit"
+                    ),
+                );
+            }
+            valid
         })
     }
 
