@@ -248,6 +248,7 @@ impl strait_http::Handler for BoxedHandler {
 fn listener_config(entrypoint: &Entrypoint, tls: Option<Arc<TlsListener>>) -> ListenerConfig {
     ListenerConfig {
         tls,
+        protocols: entrypoint.protocols,
         http2: entrypoint.http2.clone(),
         lifecycle: entrypoint.lifecycle.clone(),
         limits: entrypoint.limits.clone(),

@@ -9,7 +9,7 @@ use yaml_rust2::Yaml;
 use crate::duration::format_duration;
 use crate::model::{
     AccessLogTarget, AlpnProtocol, CertificateFiles, Config, HostMatch, Http2Settings, Lifecycle,
-    Match, Router, ServerTls, Service, UpstreamTls, ValueMatch,
+    Match, PlaintextProtocols, Router, ServerTls, Service, UpstreamTls, ValueMatch,
 };
 use crate::resilience::{
     AbortStatus, Fallback, HashOn, HealthCheckKind, LoadBalancer, OutlierDetection, PanicMode,
@@ -65,6 +65,9 @@ pub(crate) fn config(config: &Config) -> String {
             "address",
             &scalar(&entrypoint.address.to_string()),
         );
+        if entrypoint.protocols != PlaintextProtocols::default() {
+            line(&mut out, 2, "protocols", entrypoint.protocols.as_str());
+        }
         if let Some(tls) = &entrypoint.tls {
             emit_server_tls(&mut out, tls);
         }

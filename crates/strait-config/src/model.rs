@@ -65,8 +65,11 @@ pub struct Admin {
 #[derive(Clone, Debug)]
 pub struct Entrypoint {
     pub address: SocketAddr,
-    /// `None`: plaintext (HTTP/1.1, h2c prior knowledge and Upgrade).
+    /// `None`: plaintext (HTTP/1.1, h2c prior knowledge and Upgrade, as `protocols` allows).
     pub tls: Option<ServerTls>,
+    /// What a plaintext entrypoint serves (`protocols:`); always the default with TLS, where
+    /// `tls.alpn` decides.
+    pub protocols: PlaintextProtocols,
     /// HTTP/2 settings and keepalive for client connections.
     pub http2: Http2Settings,
     /// Aging out client connections.
@@ -148,6 +151,21 @@ pub struct CertificateFiles {
     /// The certificate for clients whose SNI matches none (or who send none). When no
     /// certificate says `default: true`, the first one is the default. At most one is true.
     pub default: bool,
+}
+
+/// The protocols a plaintext entrypoint serves (`protocols:`), which cannot be empty.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PlaintextProtocols {
+    /// `[http/1.1, h2c]`, the default: HTTP/1.1, h2c with prior knowledge, and
+    /// `Upgrade: h2c`.
+    #[default]
+    Http11AndH2c,
+    /// `[http/1.1]`: an h2c preface gets GOAWAY `HTTP_1_1_REQUIRED`; `Upgrade: h2c` is
+    /// ignored (the request is served over HTTP/1.1).
+    Http11,
+    /// `[h2c]`: HTTP/2 with prior knowledge only; HTTP/1.1 (an upgrade request included)
+    /// gets 505.
+    H2c,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -334,6 +352,32 @@ impl AlpnProtocol {
         match self {
             AlpnProtocol::H2 => "h2",
             AlpnProtocol::Http11 => "http/1.1",
+        }
+    }
+}
+
+// === impl PlaintextProtocols ===
+
+impl PlaintextProtocols {
+    /// The protocol names as configs write them, in the order the default lists them.
+    pub const NAMES: [&'static str; 2] = ["http/1.1", "h2c"];
+
+    /// Whether HTTP/1.1 requests are served.
+    pub fn http11(self) -> bool {
+        self != PlaintextProtocols::H2c
+    }
+
+    /// Whether HTTP/2 without TLS (prior knowledge, and `Upgrade: h2c`) is served.
+    pub fn h2c(self) -> bool {
+        self != PlaintextProtocols::Http11
+    }
+
+    /// As a config writes it: `[http/1.1, h2c]`, `[http/1.1]` or `[h2c]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlaintextProtocols::Http11AndH2c => "[http/1.1, h2c]",
+            PlaintextProtocols::Http11 => "[http/1.1]",
+            PlaintextProtocols::H2c => "[h2c]",
         }
     }
 }

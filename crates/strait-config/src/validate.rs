@@ -9,13 +9,15 @@ use indexmap::IndexMap;
 
 use crate::model::{
     AccessLogTarget, Admin, Config, Entrypoint, HostMatch, Http2Settings, Lifecycle, Match,
-    ProcessLifecycle, Router, Server, Service, UpstreamScheme, UpstreamUrl, ValueMatch,
+    PlaintextProtocols, ProcessLifecycle, Router, Server, Service, UpstreamScheme, UpstreamUrl,
+    ValueMatch,
 };
 use crate::tree::{Key, Loc, Node, NodeKind};
 use crate::{parse_duration, Problem};
 
 mod lifecycle;
 mod limits;
+mod protocols;
 mod resilience;
 mod tls;
 
@@ -42,6 +44,7 @@ const ENTRYPOINT_KEYS: &[&str] = &[
     "idle_timeout",
     "limits",
     "path_normalization",
+    "protocols",
 ];
 const ROUTER_KEYS: &[&str] = &[
     "entrypoints",
@@ -289,6 +292,13 @@ impl Validator {
             None => Some(None),
             Some((tls_key, value)) => self.server_tls(&key.name, tls_key, value).map(Some),
         };
+        let protocols = match get(entries, "protocols") {
+            None => Some(PlaintextProtocols::default()),
+            Some((protocols_key, value)) => {
+                let has_tls = get(entries, "tls").is_some();
+                self.plaintext_protocols(&key.name, protocols_key, value, has_tls)
+            }
+        };
         let http2 = match get(entries, "http2") {
             None => Some(Http2Settings::default()),
             Some((_, value)) => self.http2(&format!("entrypoint `{}`", key.name), value),
@@ -305,6 +315,7 @@ impl Validator {
         let entrypoint = Entrypoint {
             address,
             tls: tls?,
+            protocols: protocols?,
             http2: http2?,
             lifecycle: lifecycle?,
             limits: hardening.0?,

@@ -24,9 +24,9 @@ use tracing::debug;
 
 use crate::limits::Enforcer;
 use crate::normalize::is_hop_by_hop;
+use crate::plaintext::{Refusal, PREFACE};
 use crate::{ConnInfo, Handler};
 
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The largest frame a peer may send before it has seen our SETTINGS.
 const DEFAULT_MAX_FRAME: usize = 16_384;
 /// How long the client has to send its preface after our 101.
@@ -41,7 +41,8 @@ const FLAG_ACK: u8 = 0x1;
 
 /// If `request` asks to upgrade to h2c and can, answers 101 and serves the rest of the
 /// connection as HTTP/2 in a new task. A request with a body is served as HTTP/1.1: the
-/// upgrade would have to buffer it whole.
+/// upgrade would have to buffer it whole; so is every request where the entrypoint's
+/// `protocols` leave out h2c.
 pub(crate) fn take<H: Handler>(
     request: &mut Request<Incoming>,
     handler: &H,
@@ -50,6 +51,16 @@ pub(crate) fn take<H: Handler>(
     enforcer: &Arc<Enforcer>,
 ) -> Option<Response<Body>> {
     if !wants_h2c(request) {
+        return None;
+    }
+    if !conn.listener.protocols.h2c() {
+        // `protocols: [http/1.1]`: served as the HTTP/1.1 request it also is.
+        enforcer.protocol_refused(Refusal::H2cUpgrade);
+        debug!(
+            entrypoint = %conn.entrypoint,
+            client = %conn.remote,
+            "ignored `Upgrade: h2c`: the entrypoint's `protocols` are [http/1.1]"
+        );
         return None;
     }
     let stream_one = headers_frames(&request_parts(request));

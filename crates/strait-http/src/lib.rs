@@ -1,5 +1,5 @@
 //! Accepting clients. One plaintext listener serves HTTP/1.1, h2c with prior knowledge and h2c
-//! via `Upgrade: h2c`. This crate and `strait-upstream` are the only ones that touch the HTTP
+//! via `Upgrade: h2c`, or what its `protocols` allow of them. This crate and `strait-upstream` are the only ones that touch the HTTP
 //! engines; the [`Handler`] above sees `http::Request<Body>` and answers `Response<Body>`.
 
 mod admit;
@@ -9,6 +9,7 @@ mod h1_guard;
 mod h2c_upgrade;
 mod limits;
 pub mod normalize;
+mod plaintext;
 mod respond;
 mod server;
 

@@ -11,6 +11,8 @@ use strait_telemetry::Metrics;
 use tokio::time::Instant;
 use tracing::warn;
 
+use crate::plaintext::Refusal;
+
 /// A limit a client went over; the name is the `limit` label of
 /// `strait_limit_exceeded_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +171,12 @@ impl Enforcer {
             "client went over a limit and was stopped; if it was legitimate, raise `{}` on this entrypoint",
             limit.setting(),
         );
+    }
+
+    /// A client spoke a protocol the entrypoint's `protocols` leave out: counted.
+    pub(crate) fn protocol_refused(&self, refusal: Refusal) {
+        self.metrics
+            .protocol_refused(&self.entrypoint, refusal.reason());
     }
 }
 

@@ -12,7 +12,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
-use strait_config::{AlpnProtocol, Http2Settings, Lifecycle, Limits, PathNormalization};
+use strait_config::{
+    AlpnProtocol, Http2Settings, Lifecycle, Limits, PathNormalization, PlaintextProtocols,
+};
 use strait_core::{Body, DrainWatch};
 use strait_telemetry::{HandshakeResult, Metrics, ObservedBody, Protocol};
 use strait_tls::{HandshakeError, TlsListener};
@@ -26,6 +28,7 @@ use crate::admit::admit;
 use crate::frame_guard::FrameGuard;
 use crate::h1_guard::H1Guard;
 use crate::limits::{Enforcer, Limit};
+use crate::plaintext::{self, Refusal, Sniffed};
 use crate::{h2c_upgrade, ConnInfo, Handler, TlsInfo};
 
 /// Flow-control windows we advertise to clients; see strait-upstream for the reasoning.
@@ -37,14 +40,13 @@ const MAX_CONCURRENT_STREAMS: u32 = 1000;
 /// How long a keepalive PING may go unanswered, unless configured.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The HTTP/2 client connection preface.
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// An entrypoint's settings for new connections; a reload swaps them in place.
 #[derive(Debug, Default)]
 pub struct ListenerConfig {
     /// With TLS, each connection first completes a handshake with this.
     pub tls: Option<Arc<TlsListener>>,
+    /// Without TLS: HTTP/1.1, h2c, or both.
+    pub protocols: PlaintextProtocols,
     pub http2: Http2Settings,
     pub lifecycle: Lifecycle,
     pub limits: Limits,
@@ -148,21 +150,44 @@ impl<H: Handler> Client<H> {
     }
 
     /// Plaintext: HTTP/2 with prior knowledge when the first bytes are the preface, else
-    /// HTTP/1.1 (which may still upgrade to h2c).
+    /// HTTP/1.1 (which may still upgrade to h2c), as far as the entrypoint's `protocols`
+    /// allow; a client that speaks one they leave out is told so and the connection closed.
     async fn plaintext(self, stream: TcpStream) -> Option<Serving> {
         // Counted once the first bytes say which protocol it speaks.
-        let mut preface = [0u8; PREFACE.len()];
-        let peeked = tokio::time::timeout_at(self.deadline(), stream.peek(&mut preface)).await;
-        let protocol = match peeked {
-            Ok(Ok(n)) if n > 0 && preface[..n] == PREFACE[..n] => Protocol::H2c,
-            Ok(Ok(n)) if n > 0 => Protocol::H1,
-            Ok(_) => return None,
+        let sniffed = tokio::time::timeout_at(self.deadline(), plaintext::sniff(&stream)).await;
+        let protocols = self.settings.protocols;
+        let (protocol, allowed, refusal) = match sniffed {
+            Ok(Sniffed::H2c) => (Protocol::H2c, protocols.h2c(), Refusal::H2cPriorKnowledge),
+            Ok(Sniffed::Http1) => (Protocol::H1, protocols.http11(), Refusal::Http1),
+            Ok(Sniffed::Closed) => return None,
             Err(_) => {
                 self.enforcer.fired(Limit::HeaderReadTimeout, self.remote);
                 return None;
             }
         };
-        Some(self.serve(stream, None, protocol))
+        if allowed {
+            Some(self.serve(stream, None, protocol))
+        } else {
+            self.refuse(stream, refusal)
+        }
+    }
+
+    /// A client that spoke what the entrypoint's `protocols` leave out: counted, logged, and
+    /// told why (GOAWAY or 505) before the connection closes.
+    fn refuse(self, stream: TcpStream, refusal: Refusal) -> Option<Serving> {
+        self.enforcer.protocol_refused(refusal);
+        info!(
+            entrypoint = %self.entrypoint,
+            client = %self.remote,
+            reason = refusal.reason(),
+            "refused a client that spoke {}: entrypoint `{}` has `protocols: {}`; add it there \
+             if such clients should be served",
+            refusal.spoken(),
+            self.entrypoint,
+            self.settings.protocols.as_str(),
+        );
+        let answer = refusal.answer(&self.entrypoint)?;
+        Some(Box::pin(plaintext::farewell(stream, answer)))
     }
 
     /// TLS: the handshake, bounded by the header read timeout, then HTTP/2 or HTTP/1.1 as

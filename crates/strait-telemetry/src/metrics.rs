@@ -122,6 +122,7 @@ struct Inner {
     access_log_dropped: Counter,
     panics: Family<RouterLabels, Counter>,
     limits_exceeded: Family<LimitLabels, Counter>,
+    protocols_refused: Family<RefusalLabels, Counter>,
     grpc_names: GrpcNames,
     resilience: resilience::Families,
 }
@@ -270,6 +271,12 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    entrypoint: Arc<str>,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouterLabels {
     router: Option<Arc<str>>,
 }
@@ -302,6 +309,7 @@ impl Metrics {
         let access_log_dropped = Counter::default();
         let panics = Family::default();
         let limits_exceeded = Family::default();
+        let protocols_refused = Family::default();
 
         let mut registry = Registry::with_prefix("strait");
         registry.register(
@@ -398,6 +406,12 @@ impl Metrics {
             "Clients stopped by a limit (connection closed, GOAWAY or request refused), by limit",
             limits_exceeded.clone(),
         );
+        registry.register(
+            "protocol_refused",
+            "Clients refused or not upgraded because the entrypoint's `protocols` leave out \
+             what they spoke, by reason",
+            protocols_refused.clone(),
+        );
 
         let resilience = resilience::Families::default();
         resilience.register(&mut registry);
@@ -423,6 +437,7 @@ impl Metrics {
                 access_log_dropped,
                 panics,
                 limits_exceeded,
+                protocols_refused,
                 grpc_names: GrpcNames::new(),
                 resilience,
             }),
@@ -534,6 +549,18 @@ impl Metrics {
             .get_or_create(&LimitLabels {
                 entrypoint: entrypoint.clone(),
                 limit,
+            })
+            .inc();
+    }
+
+    /// A client on plaintext `entrypoint` spoke a protocol its `protocols` leave out:
+    /// `reason` is `h2c_prior_knowledge`, `http1` or `h2c_upgrade` (docs/operations.md).
+    pub fn protocol_refused(&self, entrypoint: &Arc<str>, reason: &'static str) {
+        self.inner
+            .protocols_refused
+            .get_or_create(&RefusalLabels {
+                entrypoint: entrypoint.clone(),
+                reason,
             })
             .inc();
     }

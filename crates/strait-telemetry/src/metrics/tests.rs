@@ -308,6 +308,36 @@ fn tls_reload_panic_and_generation() {
 }
 
 #[test]
+fn protocol_refusals_are_counted_by_entrypoint_and_reason() {
+    let metrics = Metrics::new();
+    let web = name("web");
+    metrics.protocol_refused(&web, "h2c_prior_knowledge");
+    metrics.protocol_refused(&web, "h2c_prior_knowledge");
+    metrics.protocol_refused(&name("grpc"), "http1");
+    let text = metrics.encode();
+    assert!(
+        text.contains("# TYPE strait_protocol_refused counter"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "strait_protocol_refused_total{entrypoint=\"web\",reason=\"h2c_prior_knowledge\"}"
+        ),
+        Some("2"),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "strait_protocol_refused_total{entrypoint=\"grpc\",reason=\"http1\"}"
+        ),
+        Some("1"),
+        "{text}"
+    );
+}
+
+#[test]
 fn clones_share_counters() {
     let metrics = Metrics::new();
     let clone = metrics.clone();
