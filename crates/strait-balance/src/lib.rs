@@ -84,6 +84,7 @@ impl Service {
                     &config.http2,
                     &config.lifecycle,
                     &config.limits,
+                    config.connect_timeout,
                     metrics,
                 ))
             })

@@ -23,6 +23,8 @@ pub(super) struct Families {
     rejected: Family<RejectLabels, Counter>,
     fallbacks: Family<RouterReasonLabels, Counter>,
     faults: Family<RouterReasonLabels, Counter>,
+    tls_faults: Family<EntrypointFaultLabels, Counter>,
+    upstream_tls_faults: Family<ServiceFaultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -53,6 +55,18 @@ struct HealthLabels {
 struct TransitionLabels {
     router: Arc<str>,
     to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntrypointFaultLabels {
+    entrypoint: Arc<str>,
+    fault: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceFaultLabels {
+    service: Arc<str>,
+    fault: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -122,6 +136,16 @@ impl Families {
             "faults_injected",
             "Faults injected by a router's `fault` (delay, abort)",
             self.faults.clone(),
+        );
+        registry.register(
+            "tls_faults_injected",
+            "Client TLS handshakes delayed by an entrypoint's `tls.fault`",
+            self.tls_faults.clone(),
+        );
+        registry.register(
+            "upstream_tls_faults_injected",
+            "Upstream TLS handshakes delayed or aborted by a service's `tls.fault`",
+            self.upstream_tls_faults.clone(),
         );
     }
 }
@@ -238,6 +262,29 @@ impl Metrics {
             .get_or_create(&RouterReasonLabels {
                 router: router.clone(),
                 reason: kind,
+            })
+            .inc();
+    }
+
+    /// A client handshake on `entrypoint` got an injected `fault` (`delay`).
+    pub fn tls_fault_injected(&self, entrypoint: &Arc<str>, fault: &'static str) {
+        self.resilience()
+            .tls_faults
+            .get_or_create(&EntrypointFaultLabels {
+                entrypoint: entrypoint.clone(),
+                fault,
+            })
+            .inc();
+    }
+
+    /// A handshake to one of `service`'s https:// servers got an injected `fault`
+    /// (`delay`, `abort`).
+    pub fn upstream_tls_fault_injected(&self, service: &Arc<str>, fault: &'static str) {
+        self.resilience()
+            .upstream_tls_faults
+            .get_or_create(&ServiceFaultLabels {
+                service: service.clone(),
+                fault,
             })
             .inc();
     }
