@@ -110,14 +110,21 @@ async fn a_full_accept_backlog_times_out_the_tcp_connect() {
 }
 
 /// Connects to `addr` (never accepted) until a connect no longer completes, which is when
-/// the backlog is full; returns the connections that fill it.
+/// the backlog is full; returns the connections that fill it. A connect with room completes
+/// in the kernel at once, so one that waits a whole second has found none.
 async fn fill_backlog(addr: SocketAddr) -> Vec<TcpStream> {
     let mut filled = Vec::new();
     for _ in 0..16 {
-        match tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr)).await {
+        match tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => filled.push(stream),
             Ok(Err(e)) => panic!("connect to the unaccepting listener failed: {e}"),
-            Err(_) => return filled,
+            Err(_) => {
+                assert!(
+                    !filled.is_empty(),
+                    "the first connect to {addr} did not complete"
+                );
+                return filled;
+            }
         }
     }
     panic!("the accept backlog of {addr} never filled");
