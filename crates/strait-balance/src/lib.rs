@@ -86,6 +86,7 @@ impl Service {
                     &config.http2,
                     &config.lifecycle,
                     &config.limits,
+                    config.connect_timeout,
                     metrics,
                 ))
             })

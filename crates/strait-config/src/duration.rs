@@ -55,7 +55,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// The inverse of [`parse_duration`] in its shortest usual form: `1m30s`, `250ms`, `1s500ms`.
-pub(crate) fn format_duration(d: Duration) -> String {
+pub fn format_duration(d: Duration) -> String {
     if d.is_zero() {
         return "0s".to_owned();
     }

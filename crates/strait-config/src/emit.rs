@@ -12,8 +12,8 @@ use crate::model::{
     Match, PlaintextProtocols, Router, ServerTls, Service, UpstreamTls, ValueMatch,
 };
 use crate::resilience::{
-    AbortStatus, Fallback, HashOn, HealthCheckKind, LoadBalancer, OutlierDetection, PanicMode,
-    ServiceLimits,
+    AbortStatus, Fallback, FaultDelay, HashOn, HealthCheckKind, LoadBalancer, OutlierDetection,
+    PanicMode, ServiceLimits,
 };
 use crate::size::format_size;
 use crate::validate::{mode_name, url_text};
@@ -90,6 +90,12 @@ pub(crate) fn config(config: &Config) -> String {
             let _ = writeln!(out, "      - url: {}", scalar(&url_text(&server.url)));
             let _ = writeln!(out, "        weight: {}", server.weight);
         }
+        line(
+            &mut out,
+            2,
+            "connect_timeout",
+            &format_duration(service.connect_timeout),
+        );
         if let Some(tls) = &service.tls {
             emit_upstream_tls(&mut out, tls);
         }
@@ -133,6 +139,10 @@ fn emit_server_tls(out: &mut String, tls: &ServerTls) {
             line(out, 4, "forward_header", &scalar(header.as_str()));
         }
     }
+    if let Some(delay) = &tls.fault {
+        line(out, 3, "fault", "");
+        emit_fault_delay(out, delay);
+    }
 }
 
 fn emit_upstream_tls(out: &mut String, tls: &UpstreamTls) {
@@ -159,6 +169,23 @@ fn emit_upstream_tls(out: &mut String, tls: &UpstreamTls) {
         "insecure_skip_verify",
         &tls.insecure_skip_verify.to_string(),
     );
+    if let Some(fault) = &tls.fault {
+        line(out, 3, "fault", "");
+        if let Some(abort) = &fault.abort {
+            line(out, 4, "abort", "");
+            line(out, 5, "percent", &abort.percent.to_string());
+        }
+        if let Some(delay) = &fault.delay {
+            emit_fault_delay(out, delay);
+        }
+    }
+}
+
+/// `delay:` under a `tls.fault` (depth 4).
+fn emit_fault_delay(out: &mut String, delay: &FaultDelay) {
+    line(out, 4, "delay", "");
+    line(out, 5, "duration", &format_duration(delay.duration));
+    line(out, 5, "percent", &delay.percent.to_string());
 }
 
 /// Only the settings that were given; the rest keep strait's defaults, which live with the

@@ -14,7 +14,7 @@ mod tree;
 mod validate;
 mod yaml;
 
-pub use duration::parse_duration;
+pub use duration::{format_duration, parse_duration};
 pub use model::*;
 pub use resilience::*;
 

@@ -10,8 +10,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::resilience::{
-    Fallback, Fault, HealthCheck, LoadBalancer, OutlierDetection, PanicMode, RetryPolicy,
-    RouteBreaker, ServiceLimits,
+    Fallback, Fault, FaultDelay, HealthCheck, LoadBalancer, OutlierDetection, PanicMode,
+    RetryPolicy, RouteBreaker, ServiceLimits, TlsFault,
 };
 
 mod limits;
@@ -123,7 +123,7 @@ pub struct Lifecycle {
 }
 
 /// TLS termination on an entrypoint.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServerTls {
     /// At least one. Chosen by SNI against each certificate's names; see `default`.
     pub certificates: Vec<CertificateFiles>,
@@ -140,6 +140,10 @@ pub struct ServerTls {
     /// Default 10s.
     pub handshake_timeout: Duration,
     pub client_auth: Option<ClientAuth>,
+    /// `fault: { delay: ... }`: a share of client handshakes waits this long first, to
+    /// rehearse slow TLS (still within `handshake_timeout`). Entrypoints only delay; failing
+    /// handshakes is for services. `None`: no fault (the default).
+    pub fault: Option<FaultDelay>,
 }
 
 /// A PEM certificate chain and its private key. Paths are resolved against the config
@@ -283,6 +287,9 @@ pub enum ValueMatch {
 pub struct Service {
     /// At least one.
     pub servers: Vec<Server>,
+    /// How long opening a connection to a server may take: the TCP connect, and for
+    /// `https://` servers the TLS handshake too. Default 5s; never zero.
+    pub connect_timeout: Duration,
     /// TLS settings for the service's `https://` servers (defaults when absent). Only
     /// allowed when the service has an `https://` server.
     pub tls: Option<UpstreamTls>,
@@ -304,7 +311,7 @@ pub struct Service {
 }
 
 /// How strait connects to `https://` servers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct UpstreamTls {
     /// Offered in this order; default `[h2, http/1.1]`. `[h2]` for gRPC backends that must
     /// never fall back to HTTP/1.1.
@@ -317,6 +324,9 @@ pub struct UpstreamTls {
     pub client_cert: Option<CertificateFiles>,
     /// Accept any server certificate. For development only; logged at every load.
     pub insecure_skip_verify: bool,
+    /// Injected handshake failures and delays, for rehearsals; logged at every load.
+    /// `None`: no fault (the default).
+    pub fault: Option<TlsFault>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -220,6 +220,23 @@ pub struct FaultAbort {
     pub percent: f64,
 }
 
+/// Injected upstream TLS handshake faults (`tls.fault` of a service), to rehearse what chaos
+/// tools do to TLS. Each handshake rolls for each fault on its own; a delayed one may then
+/// be aborted too. At least one is present.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsFault {
+    /// Handshakes that fail as a real handshake failure does.
+    pub abort: Option<TlsFaultAbort>,
+    /// Handshakes that wait `duration` first, within the service's `connect_timeout`.
+    pub delay: Option<FaultDelay>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsFaultAbort {
+    /// 0..=100, fractions allowed.
+    pub percent: f64,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AbortStatus {
     Grpc(Code),

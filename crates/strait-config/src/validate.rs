@@ -74,6 +74,7 @@ const MATCH_KEYS: &[&str] = &[
 const VALUE_MATCH_KEYS: &[&str] = &["exact", "regex", "present"];
 const SERVICE_KEYS: &[&str] = &[
     "servers",
+    "connect_timeout",
     "tls",
     "http2",
     "max_connection_age",
@@ -87,6 +88,10 @@ const SERVICE_KEYS: &[&str] = &[
     "circuit_breakers",
 ];
 const SERVER_KEYS: &[&str] = &["url", "weight"];
+
+/// What strait has always allowed a connect (Envoy's default too): a connect is not a
+/// stream, so this is the one timeout on by default.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 const ADDRESS_HINT: &str = "use host:port, e.g. 127.0.0.1:8080";
 const DURATION_HINT: &str = "durations look like 250ms, 30s, 5m, 1h";
@@ -393,6 +398,18 @@ impl Validator {
             }
         }
         let servers_ok = ok;
+        let connect_timeout = match get(entries, "connect_timeout") {
+            None => Some(DEFAULT_CONNECT_TIMEOUT),
+            Some((_, value)) => self.positive_duration(
+                value,
+                "connect_timeout",
+                &context,
+                &lifecycle::Zero {
+                    effect: "fail every connection before it opens",
+                    hint: "leave `connect_timeout` out for the default, 5s",
+                },
+            ),
+        };
         let tls = match get(entries, "tls") {
             None => None,
             Some((tls_key, value)) => {
@@ -428,6 +445,7 @@ impl Validator {
         let resilience = resilience?;
         let service = Service {
             servers,
+            connect_timeout: connect_timeout?,
             tls,
             http2: http2?,
             lifecycle: Lifecycle {

@@ -82,6 +82,7 @@ services:
         weight: 1
       - url: h2c://127.0.0.1:50052
         weight: 2
+    connect_timeout: 5s
 middlewares: {}
 ";
 

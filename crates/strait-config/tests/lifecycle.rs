@@ -134,6 +134,7 @@ services:
         weight: 1
       - url: http://127.0.0.1:8080
         weight: 1
+    connect_timeout: 5s
     http2:
       max_concurrent_streams: 100
       initial_stream_window: 65535
@@ -144,6 +145,7 @@ services:
     servers:
       - url: http://127.0.0.1:8081
         weight: 1
+    connect_timeout: 5s
 middlewares: {}
 ";
 

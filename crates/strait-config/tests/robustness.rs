@@ -61,12 +61,14 @@ const TLS_YAML: &str = r#"entrypoints:
       cipher_suites: [TLS13_AES_128_GCM_SHA256]
       handshake_timeout: 5s
       client_auth: { mode: require, ca_file: ca.pem, forward_header: x-client }
+      fault: { delay: { duration: 2s, percent: 20 } }
 routers:
   r: { match: { client_cert_san: a.example.org }, service: s }
 services:
   s:
     servers: [https://a, "https://[::1]:8443"]
-    tls: { server_name: a, ca_file: ca.pem, cert_file: c.pem, key_file: c.key }
+    connect_timeout: 2s
+    tls: { server_name: a, ca_file: ca.pem, cert_file: c.pem, key_file: c.key, fault: { abort: { percent: 1.5 }, delay: { duration: 1s } } }
 "#;
 
 fn mangled(text: &str) -> impl Iterator<Item = String> + '_ {

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use strait_config::{
     load, parse_str, AlpnProtocol, CertificateFiles, ClientAuth, ClientAuthMode, Config,
-    ConfigError, Format, ServerTls, TlsVersion, UpstreamScheme, UpstreamTls,
+    ConfigError, FaultDelay, Format, ServerTls, TlsFault, TlsFaultAbort, TlsVersion,
+    UpstreamScheme, UpstreamTls,
 };
 use tempfile::TempDir;
 
@@ -124,6 +125,7 @@ entrypoints:
         mode: require
         ca_file: certs/clients-ca.pem
         forward_header: X-Forwarded-Client-Cert
+      fault: { delay: { duration: 2s, percent: 20 } }
 routers:
   orders:
     match: { client_cert_san: spiffe://example.org/orders }
@@ -133,6 +135,7 @@ services:
     servers:
       - https://api.internal:8443
       - { url: https://10.0.0.1, weight: 2 }
+    connect_timeout: 2s
     tls:
       alpn: [h2]
       ca_file: certs/internal-ca.pem
@@ -140,6 +143,9 @@ services:
       cert_file: certs/client.pem
       key_file: certs/client.key
       insecure_skip_verify: false
+      fault:
+        abort: { percent: 10 }
+        delay: { duration: 150ms, percent: 0.5 }
   plain:
     servers: [h2c://127.0.0.1:50051]
 "#;
@@ -172,6 +178,10 @@ mode = "require"
 ca_file = "certs/clients-ca.pem"
 forward_header = "x-forwarded-client-cert"
 
+[entrypoints.websecure.tls.fault.delay]
+duration = "2s"
+percent = 20
+
 [routers.orders]
 match = { client_cert_san = "spiffe://example.org/orders" }
 service = "orders"
@@ -183,12 +193,16 @@ url = "https://api.internal:8443"
 url = "https://10.0.0.1"
 weight = 2
 
+[services.orders]
+connect_timeout = "2s"
+
 [services.orders.tls]
 alpn = ["h2"]
 ca_file = "certs/internal-ca.pem"
 server_name = "api.internal"
 cert_file = "certs/client.pem"
 key_file = "certs/client.key"
+fault = { abort = { percent = 10 }, delay = { duration = "150ms", percent = 0.5 } }
 
 [services.plain]
 servers = ["h2c://127.0.0.1:50051"]
@@ -220,6 +234,10 @@ entrypoints:
         mode: require
         ca_file: {dir}/certs/clients-ca.pem
         forward_header: x-forwarded-client-cert
+      fault:
+        delay:
+          duration: 2s
+          percent: 20
 routers:
   orders:
     entrypoints: [web, websecure]
@@ -233,6 +251,7 @@ services:
         weight: 1
       - url: https://10.0.0.1:443
         weight: 2
+    connect_timeout: 2s
     tls:
       alpn: [h2]
       ca_file: {dir}/certs/internal-ca.pem
@@ -240,10 +259,17 @@ services:
       cert_file: {dir}/certs/client.pem
       key_file: {dir}/certs/client.key
       insecure_skip_verify: false
+      fault:
+        abort:
+          percent: 10
+        delay:
+          duration: 150ms
+          percent: 0.5
   plain:
     servers:
       - url: h2c://127.0.0.1:50051
         weight: 1
+    connect_timeout: 5s
 middlewares: {}
 "#;
 
@@ -279,6 +305,10 @@ fn every_tls_setting_is_read() {
             ca_file: Some(fx.path("certs/clients-ca.pem")),
             forward_header: Some(http::HeaderName::from_static("x-forwarded-client-cert")),
         }),
+        fault: Some(FaultDelay {
+            duration: Duration::from_secs(2),
+            percent: 20.0,
+        }),
     };
     assert_eq!(*tls, want);
     assert_eq!(
@@ -300,9 +330,21 @@ fn every_tls_setting_is_read() {
                 default: false,
             }),
             insecure_skip_verify: false,
+            fault: Some(TlsFault {
+                abort: Some(TlsFaultAbort { percent: 10.0 }),
+                delay: Some(FaultDelay {
+                    duration: Duration::from_millis(150),
+                    percent: 0.5,
+                }),
+            }),
         })
     );
+    assert_eq!(orders.connect_timeout, Duration::from_secs(2));
     assert!(config.services["plain"].tls.is_none());
+    assert_eq!(
+        config.services["plain"].connect_timeout,
+        Duration::from_secs(5)
+    );
 }
 
 #[test]
@@ -527,6 +569,203 @@ fn insecure_skip_verify_is_allowed() {
     let tls = config.services["s"].tls.as_ref().unwrap();
     assert!(tls.insecure_skip_verify);
     assert_eq!(tls.server_name.as_deref(), Some("10.0.0.1"));
+}
+
+#[test]
+fn tls_fault_percent_defaults_to_100() {
+    let fx = Fixture::new();
+    let config = fx.parse(
+        &with_service_tls("      fault: { abort: {} }\n"),
+        Format::Yaml,
+    );
+    let fault = config.services["s"].tls.as_ref().unwrap().fault.as_ref();
+    assert_eq!(
+        fault,
+        Some(&TlsFault {
+            abort: Some(TlsFaultAbort { percent: 100.0 }),
+            delay: None,
+        })
+    );
+    let yaml = config.to_yaml();
+    assert!(
+        yaml.contains("      fault:\n        abort:\n          percent: 100\n"),
+        "{yaml}"
+    );
+
+    let config = fx.parse(
+        &with_tls("      fault: { delay: { duration: 1m } }\n"),
+        Format::Yaml,
+    );
+    let tls = config.entrypoints["websecure"].tls.as_ref().unwrap();
+    assert_eq!(
+        tls.fault,
+        Some(FaultDelay {
+            duration: Duration::from_secs(60),
+            percent: 100.0,
+        })
+    );
+    // Zero percent is allowed: it keeps a rehearsal's settings in place, switched off.
+    let config = fx.parse(
+        &with_service_tls("      fault: { delay: { duration: 1s, percent: 0 } }\n"),
+        Format::Yaml,
+    );
+    let fault = config.services["s"].tls.as_ref().unwrap().fault.as_ref();
+    assert_eq!(fault.unwrap().delay.as_ref().unwrap().percent, 0.0);
+}
+
+#[test]
+fn bad_service_tls_faults_are_located() {
+    let fx = Fixture::new();
+    // (line 5 of with_service_tls, column, message, hint)
+    let cases: &[(&str, usize, &str, &str)] = &[
+        (
+            "      fault: {}\n",
+            14,
+            "`fault` in the TLS settings of service `s` injects nothing",
+            "abort: { percent: 10 }",
+        ),
+        (
+            "      fault: true\n",
+            14,
+            "expected a mapping for `fault` in the TLS settings of service `s`",
+            "",
+        ),
+        (
+            "      fault: { abort: { percent: 150 } }\n",
+            34,
+            "`percent` in `abort` in the TLS fault of service `s` must be 0 to 100, not 150",
+            "",
+        ),
+        (
+            "      fault: { abort: { percent: fifty } }\n",
+            34,
+            "expected a number for `percent` in `abort` in the TLS fault of service `s`",
+            "",
+        ),
+        (
+            "      fault: { abort: { percent: 10, grpc_status: UNAVAILABLE } }\n",
+            38,
+            "unknown key `grpc_status` in `abort` in the TLS fault of service `s`",
+            "valid keys are `percent`",
+        ),
+        (
+            "      fault: { abort: 10 }\n",
+            23,
+            "expected a mapping for `abort` in the TLS fault of service `s`",
+            "",
+        ),
+        (
+            "      fault: { delay: { percent: 5 } }\n",
+            23,
+            "missing `duration` in `delay` in the TLS fault of service `s`",
+            "",
+        ),
+        (
+            "      fault: { delay: { duration: 0s } }\n",
+            35,
+            "`duration` in `delay` in the TLS fault of service `s` is zero, which would delay nothing",
+            "such as 2s",
+        ),
+        (
+            "      fault: { delay: { duration: 2 } }\n",
+            35,
+            "expected a duration string for `duration` in `delay` in the TLS fault of service `s`",
+            "250ms",
+        ),
+        (
+            "      fault: { delay: { duration: 2s, percent: -1 } }\n",
+            48,
+            "`percent` in `delay` in the TLS fault of service `s` must be 0 to 100, not -1",
+            "",
+        ),
+        (
+            "      fault: { delay: { duration: 2s, every: 3 } }\n",
+            39,
+            "unknown key `every` in `delay` in the TLS fault of service `s`",
+            "valid keys are `duration`, `percent`",
+        ),
+    ];
+    for (lines, col, message, hint) in cases {
+        let err = fx.one(&with_service_tls(lines));
+        assert_at(&err, 5, *col, message);
+        assert_hint(&err, hint);
+    }
+
+    // A misspelt key is reported, and so is the fault that is then empty.
+    let errors = fx.errors(&with_service_tls(
+        "      fault: { delai: { duration: 2s } }\n",
+    ));
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    assert_at(&errors[0], 5, 14, "injects nothing");
+    assert_at(
+        &errors[1],
+        5,
+        16,
+        "unknown key `delai` in the TLS fault of service `s`",
+    );
+    assert_hint(&errors[1], "did you mean `delay`?");
+}
+
+#[test]
+fn bad_entrypoint_tls_faults_are_located() {
+    let fx = Fixture::new();
+    // Line 7 of with_tls.
+    let err = fx.one(&with_tls("      fault: { abort: { percent: 10 } }\n"));
+    assert_at(
+        &err,
+        7,
+        16,
+        "`abort` in the TLS fault of entrypoint `websecure` is not available: entrypoints can \
+         only delay handshakes",
+    );
+    assert_hint(&err, "aborting TLS handshakes is for services");
+    // Both: the delay is fine, the abort is still refused.
+    let err = fx.one(&with_tls(
+        "      fault: { abort: { percent: 10 }, delay: { duration: 1s } }\n",
+    ));
+    assert_at(&err, 7, 16, "is not available");
+
+    let cases: &[(&str, usize, &str, &str)] = &[
+        (
+            "      fault: {}\n",
+            14,
+            "`fault` in the TLS settings of entrypoint `websecure` injects nothing",
+            "delay: { duration: 2s, percent: 20 }",
+        ),
+        (
+            "      fault: { delay: { duration: 2s, percent: 100.5 } }\n",
+            48,
+            "`percent` in `delay` in the TLS fault of entrypoint `websecure` must be 0 to 100, \
+             not 100.5",
+            "",
+        ),
+        (
+            "      fault: { delay: { duration: soon } }\n",
+            35,
+            "`soon` is not a duration",
+            "250ms",
+        ),
+    ];
+    for (lines, col, message, hint) in cases {
+        let err = fx.one(&with_tls(lines));
+        assert_at(&err, 7, *col, message);
+        assert_hint(&err, hint);
+    }
+}
+
+#[test]
+fn tls_fault_on_a_service_without_https_servers() {
+    let fx = Fixture::new();
+    let err = fx.one(
+        "services:\n  s:\n    servers: [h2c://a:1]\n    tls: { fault: { abort: { percent: 10 } } }\n",
+    );
+    assert_at(
+        &err,
+        4,
+        5,
+        "`tls` in service `s` has no effect: none of its servers is https://",
+    );
+    assert_hint(&err, "https://host:port");
 }
 
 #[test]

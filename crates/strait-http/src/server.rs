@@ -194,7 +194,13 @@ impl<H: Handler> Client<H> {
     /// ALPN says.
     async fn secure(self, stream: TcpStream, tls: Arc<TlsListener>) -> Option<Serving> {
         let (entrypoint, remote, metrics) = (&self.entrypoint, self.remote, &self.metrics);
-        let handshake = Box::pin(tls.accept(stream));
+        // A rehearsal's `tls.fault`: the wait happens inside both timeouts, as a slow
+        // handshake's would.
+        let delay = tls.injected_delay();
+        if delay.is_some() {
+            metrics.tls_fault_injected(entrypoint, "delay");
+        }
+        let handshake = Box::pin(tls.accept(stream, delay));
         let accepted = match tokio::time::timeout_at(self.deadline(), handshake).await {
             Ok(Ok(accepted)) => accepted,
             Err(_) => {

@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tracing::warn;
 
+use crate::fault::{HandshakeFault, Injected};
 use crate::{pem, provider, TlsError};
 
 /// How a service's `https://` servers are reached: one rustls client config per service,
@@ -17,6 +18,9 @@ pub struct UpstreamConnector {
     config: Arc<ClientConfig>,
     server_name: Option<ServerName<'static>>,
     alpn: Vec<AlpnProtocol>,
+    service: Arc<str>,
+    /// The service's `tls.fault`, for rehearsals.
+    fault: Option<HandshakeFault>,
 }
 
 /// A finished upstream handshake.
@@ -42,6 +46,7 @@ impl UpstreamConnector {
             server_name: None,
             client_cert: None,
             insecure_skip_verify: false,
+            fault: None,
         };
         let tls = tls.unwrap_or(&defaults);
         let provider = provider();
@@ -92,11 +97,35 @@ impl UpstreamConnector {
             })?),
             None => None,
         };
+        let fault = tls.fault.as_ref().map(HandshakeFault::upstream);
+        if let Some(fault) = &fault {
+            // At every load, so that a rehearsal is not left on by accident.
+            warn!(
+                service,
+                "TLS fault injection is active for service `{service}`: {} to its https:// \
+                 servers; remove `tls.fault` when the rehearsal ends",
+                fault.describe()
+            );
+        }
         Ok(UpstreamConnector {
             config: Arc::new(config),
             server_name,
             alpn: tls.alpn.clone(),
+            service: Arc::from(service),
+            fault,
         })
+    }
+
+    /// The service these settings belong to.
+    pub fn service(&self) -> &Arc<str> {
+        &self.service
+    }
+
+    /// What the service's `tls.fault` does to the next handshake (nothing without one).
+    pub fn injected_fault(&self) -> Injected {
+        self.fault
+            .as_ref()
+            .map_or_else(Injected::default, HandshakeFault::decide)
     }
 
     /// True if `protocol` is among the protocols offered to the backend.

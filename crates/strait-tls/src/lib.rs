@@ -4,6 +4,7 @@
 
 pub mod check;
 mod client;
+mod fault;
 mod identity;
 mod pem;
 mod server;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 
 pub use client::{Connected, UpstreamConnector};
+pub use fault::Injected;
 pub use identity::ClientIdentity;
 pub use pem::{load_certs, load_key, load_roots, PemError};
 pub use server::{Accepted, HandshakeError, TlsListener};

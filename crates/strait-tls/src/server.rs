@@ -7,7 +7,9 @@ use strait_config::{AlpnProtocol, ClientAuthMode, ServerTls, TlsVersion};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::LazyConfigAcceptor;
+use tracing::warn;
 
+use crate::fault::HandshakeFault;
 use crate::{pem, CertStore, ClientIdentity, TlsError};
 
 /// TLS termination for one entrypoint: the rustls config, its certificate store, and the
@@ -19,6 +21,8 @@ pub struct TlsListener {
     store: Arc<CertStore>,
     alpn: Vec<AlpnProtocol>,
     handshake_timeout: Duration,
+    /// The entrypoint's `tls.fault` (delays only), for rehearsals.
+    fault: Option<HandshakeFault>,
 }
 
 /// A finished handshake and what it negotiated.
@@ -96,12 +100,23 @@ impl TlsListener {
             .iter()
             .map(|p| p.as_str().as_bytes().to_vec())
             .collect();
+        let fault = tls.fault.as_ref().map(HandshakeFault::downstream);
+        if let Some(fault) = &fault {
+            // At every load, so that a rehearsal is not left on by accident.
+            warn!(
+                entrypoint,
+                "TLS fault injection is active for entrypoint `{entrypoint}`: {} from \
+                 clients; remove `tls.fault` when the rehearsal ends",
+                fault.describe()
+            );
+        }
         Ok(TlsListener {
             entrypoint: Arc::from(entrypoint),
             config: Arc::new(config),
             store,
             alpn: tls.alpn.clone(),
             handshake_timeout: tls.handshake_timeout,
+            fault,
         })
     }
 
@@ -114,9 +129,26 @@ impl TlsListener {
         &self.alpn
     }
 
-    /// Runs the handshake within the handshake timeout.
-    pub async fn accept(&self, tcp: TcpStream) -> Result<Accepted, HandshakeError> {
-        match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp)).await {
+    /// How long the entrypoint's `tls.fault` holds the next handshake back, if at all.
+    pub fn injected_delay(&self) -> Option<Duration> {
+        self.fault.as_ref().and_then(|fault| fault.decide().delay)
+    }
+
+    /// Runs the handshake within the handshake timeout, after waiting `delay` (an injected
+    /// fault, from [`TlsListener::injected_delay`]): the wait counts against the timeout, as
+    /// a slow handshake's would.
+    pub async fn accept(
+        &self,
+        tcp: TcpStream,
+        delay: Option<Duration>,
+    ) -> Result<Accepted, HandshakeError> {
+        let handshake = async {
+            if let Some(delay) = delay {
+                tokio::time::sleep(delay).await;
+            }
+            self.handshake(tcp).await
+        };
+        match tokio::time::timeout(self.handshake_timeout, handshake).await {
             Ok(result) => result,
             Err(_) => Err(HandshakeError::Timeout(self.handshake_timeout)),
         }

@@ -1,6 +1,6 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -21,20 +21,44 @@ pub(crate) struct Backoff {
 struct State {
     failures: u32,
     retry_at: Option<Instant>,
+    /// Why the last connect failed, when it is known.
+    cause: Option<Arc<str>>,
+}
+
+/// An endpoint that is backing off.
+#[derive(Debug)]
+pub(crate) struct BackingOff {
+    pub(crate) failures: u32,
+    pub(crate) wait: Duration,
+    /// Why the last connect failed, so a request turned away here can still say (its last
+    /// try is often this one, after transparent retries).
+    pub(crate) cause: Option<Arc<str>>,
 }
 
 impl Backoff {
-    /// `Err` with the failures so far and the time left while the endpoint is backing off.
-    pub(crate) fn check(&self) -> Result<(), (u32, Duration)> {
+    /// `Err` while the endpoint is backing off.
+    pub(crate) fn check(&self) -> Result<(), BackingOff> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.retry_at {
-            Some(at) if at > Instant::now() => Err((state.failures, at - Instant::now())),
+            Some(at) if at > Instant::now() => Err(BackingOff {
+                failures: state.failures,
+                wait: at - Instant::now(),
+                cause: state.cause.clone(),
+            }),
             _ => Ok(()),
         }
     }
 
+    /// A connect failed because of `cause`.
+    pub(crate) fn failed_because(&self, cause: Arc<str>) {
+        self.failed();
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.cause = Some(cause);
+    }
+
     pub(crate) fn failed(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.cause = None;
         state.failures = state.failures.saturating_add(1);
         let exponent = state.failures.saturating_sub(1).min(16);
         let cap = BASE.saturating_mul(1 << exponent).min(MAX);
@@ -69,8 +93,13 @@ mod tests {
         let mut previous_max = Duration::ZERO;
         for failures in 1..=10u32 {
             backoff.failed();
-            let (count, wait) = backoff.check().unwrap_err();
+            let BackingOff {
+                failures: count,
+                wait,
+                cause,
+            } = backoff.check().unwrap_err();
             assert_eq!(count, failures);
+            assert_eq!(cause, None);
             let cap = BASE.saturating_mul(1 << (failures - 1)).min(MAX);
             assert!(
                 wait >= cap / 2 && wait <= cap,
@@ -83,6 +112,22 @@ mod tests {
         tokio::time::advance(MAX).await;
         assert!(backoff.check().is_ok(), "never waits longer than MAX");
         backoff.failed();
+        backoff.succeeded();
+        assert!(backoff.check().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_failures_cause_is_kept_until_the_next_failure() {
+        let backoff = Backoff::default();
+        backoff.failed_because(Arc::from("timed out"));
+        assert_eq!(
+            backoff.check().unwrap_err().cause.as_deref(),
+            Some("timed out")
+        );
+        // A failure without a known cause does not keep a stale one.
+        backoff.failed();
+        assert_eq!(backoff.check().unwrap_err().cause, None);
+        backoff.failed_because(Arc::from("refused"));
         backoff.succeeded();
         assert!(backoff.check().is_ok());
     }

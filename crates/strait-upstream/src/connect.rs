@@ -2,7 +2,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use strait_config::AlpnProtocol;
+use strait_config::{format_duration, AlpnProtocol};
 use strait_core::{ErrorKind, ProxyError, Side};
 use strait_telemetry::{EndpointMetrics, Metrics, Protocol, UpstreamConnGuard};
 use strait_tls::UpstreamConnector;
@@ -10,10 +10,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::backoff::Backoff;
-
-/// How long establishing a TCP connection (and its TLS handshake) may take. A connect is not
-/// a stream, so this is the one timeout strait applies by default (Envoy uses 5 s too).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A byte stream to a backend, plaintext or TLS.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -42,6 +38,8 @@ pub(crate) struct Target {
     port: u16,
     pub(crate) label: Arc<str>,
     pub(crate) tls: Option<UpstreamConnector>,
+    /// The service's `connect_timeout`: the TCP connect and, for TLS, the handshake.
+    connect_timeout: Duration,
     learned: Arc<AtomicU8>,
     pub(crate) metrics: Metrics,
     /// The endpoint's per-request series, looked up once here.
@@ -55,6 +53,7 @@ impl Target {
         port: u16,
         label: Arc<str>,
         tls: Option<UpstreamConnector>,
+        connect_timeout: Duration,
         metrics: Metrics,
     ) -> Target {
         let endpoint_metrics = metrics.endpoint(&label);
@@ -64,6 +63,7 @@ impl Target {
             port,
             label,
             tls,
+            connect_timeout,
             learned: Arc::new(AtomicU8::new(Learned::Unknown as u8)),
             metrics,
             backoff: Arc::new(Backoff::default()),
@@ -98,14 +98,18 @@ impl Target {
                 format!("{what} endpoint {}", self.label),
             )
         };
-        if let Err((failures, wait)) = self.backoff.check() {
+        if let Err(off) = self.backoff.check() {
+            let cause = off
+                .cause
+                .map_or_else(String::new, |cause| format!(" (the last: {cause})"));
             return Err(ProxyError::new(
                 ErrorKind::Connect,
                 Side::Upstream,
                 format!(
-                    "endpoint {} is backing off after {failures} failed connect(s); next attempt in {}ms",
+                    "endpoint {} is backing off after {} failed connect(s){cause}; next attempt in {}ms",
                     self.label,
-                    wait.as_millis()
+                    off.failures,
+                    off.wait.as_millis()
                 ),
             ));
         }
@@ -124,6 +128,24 @@ impl Target {
                         .upstream_connection_opened(&self.label, plaintext),
                 });
             };
+            // A rehearsal's `tls.fault`: a delayed handshake waits inside the connect
+            // timeout; an aborted one fails where a real handshake failure would, with the
+            // same error kind, so retries, backoff and outlier detection treat it alike.
+            let injected = tls.injected_fault();
+            if let Some(delay) = injected.delay {
+                self.metrics
+                    .upstream_tls_fault_injected(tls.service(), "delay");
+                tokio::time::sleep(delay).await;
+            }
+            if injected.abort {
+                self.metrics
+                    .upstream_tls_fault_injected(tls.service(), "abort");
+                return Err(fail("TLS handshake failed with").with_source(format!(
+                    "aborted by the `tls.fault` of service `{}` (injected for a rehearsal, \
+                     not a real failure)",
+                    tls.service()
+                )));
+            }
             let connected = tls
                 .connect(&self.host, tcp)
                 .await
@@ -140,12 +162,25 @@ impl Target {
                     .upstream_connection_opened(&self.label, protocol),
             })
         };
-        let result = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+        let result = match tokio::time::timeout(self.connect_timeout, connect).await {
             Ok(result) => result,
-            Err(_) => Err(fail("timed out after 5s connecting to")),
+            Err(_) => Err(ProxyError::new(
+                ErrorKind::Connect,
+                Side::Upstream,
+                format!(
+                    "connecting to endpoint {} timed out after {} (the service's connect_timeout{})",
+                    self.label,
+                    format_duration(self.connect_timeout),
+                    if self.tls.is_some() {
+                        ", which includes the TLS handshake"
+                    } else {
+                        ""
+                    }
+                ),
+            )),
         };
-        if result.is_err() {
-            self.backoff.failed();
+        if let Err(e) = &result {
+            self.backoff.failed_because(Arc::from(e.to_string()));
         }
         result
     }

@@ -11,6 +11,7 @@ mod h2;
 mod limit;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
 use strait_config::{
@@ -63,13 +64,15 @@ enum Pool {
 impl Endpoint {
     /// `tls` is the service's connector, required for `https://` URLs and unused otherwise;
     /// `http2` applies to its HTTP/2 connections; `limits` gives the connection layer of the
-    /// circuit breakers (`max_connections`, `max_pending`, per endpoint).
+    /// circuit breakers (`max_connections`, `max_pending`, per endpoint); `connect_timeout`
+    /// bounds each new connection (TCP connect, and the TLS handshake for `https://`).
     pub fn new(
         url: &UpstreamUrl,
         tls: Option<&UpstreamConnector>,
         http2: &Http2Settings,
         lifecycle: &Lifecycle,
         limits: &ServiceLimits,
+        connect_timeout: Duration,
         metrics: &Metrics,
     ) -> Endpoint {
         let scheme = match url.scheme {
@@ -91,6 +94,7 @@ impl Endpoint {
             url.port,
             label.clone(),
             tls,
+            connect_timeout,
             metrics.clone(),
         );
         let limit = ConnLimit::new(limits).map(Arc::new);

@@ -182,6 +182,7 @@ async fn dropping_the_checks_stops_them_and_releases_the_endpoint() {
         &Http2Settings::default(),
         &Lifecycle::default(),
         &ServiceLimits::default(),
+        Duration::from_secs(5),
         &metrics,
     ));
     let probe = Probe::new(&config(1, 1));
@@ -232,6 +233,7 @@ fn without_a_runtime_no_check_starts() {
         &Http2Settings::default(),
         &Lifecycle::default(),
         &ServiceLimits::default(),
+        Duration::from_secs(5),
         &metrics,
     ));
     let state = Arc::new(EndpointState::new(Instant::now()));

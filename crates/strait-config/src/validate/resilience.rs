@@ -931,7 +931,7 @@ impl Validator {
     }
 
     /// `percent` (0 to 100, fractions allowed); default 100.
-    fn percent_or(&mut self, entries: &Entries, context: &str) -> Option<f64> {
+    pub(super) fn percent_or(&mut self, entries: &Entries, context: &str) -> Option<f64> {
         let Some((_, node)) = get(entries, "percent") else {
             return Some(100.0);
         };

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+use super::lifecycle::Zero;
 use super::{backticked, did_you_mean, get, Entries, Validator};
 use crate::model::{
     AlpnProtocol, CertificateFiles, ClientAuth, ClientAuthMode, Entrypoint, ServerTls, TlsVersion,
     UpstreamTls, CIPHER_SUITES,
 };
+use crate::resilience::{FaultDelay, TlsFault, TlsFaultAbort};
 use crate::tree::{Key, Node, NodeKind};
 use crate::Problem;
 
@@ -24,6 +26,7 @@ const SERVER_TLS_KEYS: &[&str] = &[
     "cipher_suites",
     "handshake_timeout",
     "client_auth",
+    "fault",
 ];
 const CERTIFICATE_KEYS: &[&str] = &["cert_file", "key_file", "default"];
 const CLIENT_AUTH_KEYS: &[&str] = &["mode", "ca_file", "forward_header"];
@@ -34,7 +37,12 @@ const UPSTREAM_TLS_KEYS: &[&str] = &[
     "cert_file",
     "key_file",
     "insecure_skip_verify",
+    "fault",
 ];
+/// `abort` is known on entrypoints too, so that it gets its own error rather than "unknown".
+const TLS_FAULT_KEYS: &[&str] = &["abort", "delay"];
+const TLS_ABORT_KEYS: &[&str] = &["percent"];
+const TLS_DELAY_KEYS: &[&str] = &["duration", "percent"];
 const CLIENT_AUTH_MODES: &[&str] = &["none", "request", "require"];
 
 const DEFAULT_ALPN: [AlpnProtocol; 2] = [AlpnProtocol::H2, AlpnProtocol::Http11];
@@ -106,6 +114,9 @@ impl Validator {
             None => Some(None),
             Some((key, value)) => self.client_auth(entrypoint, key, value).map(Some),
         };
+        let fault = self.optional(entries, "fault", |v, node| {
+            v.server_tls_fault(entrypoint, node)
+        });
 
         let mut ok = true;
         if let (Some(TlsVersion::Tls13), Some(suites), Some((_, suites_node))) =
@@ -132,6 +143,7 @@ impl Validator {
             cipher_suites: cipher_suites?,
             handshake_timeout: handshake_timeout?,
             client_auth: client_auth?,
+            fault: fault?,
         };
         ok.then_some(tls)
     }
@@ -465,12 +477,122 @@ impl Validator {
             None => Some(false),
             Some((_, value)) => self.boolean(value, "insecure_skip_verify", &context),
         };
+        let fault = self.optional(entries, "fault", |v, node| {
+            v.upstream_tls_fault(service, node)
+        });
         Some(UpstreamTls {
             alpn: alpn?,
             ca_file: ca_file?,
             server_name: server_name?,
             client_cert: client_cert?,
             insecure_skip_verify: insecure_skip_verify?,
+            fault: fault?,
+        })
+    }
+
+    /// An entrypoint's `tls.fault`: `delay` only, since a failed client handshake rehearses
+    /// nothing a client could not see by connecting to a closed port.
+    fn server_tls_fault(&mut self, entrypoint: &str, node: &Node) -> Option<FaultDelay> {
+        let owner = format!("entrypoint `{entrypoint}`");
+        let context = format!("in the TLS fault of {owner}");
+        let entries = self.tls_fault_entries(
+            node,
+            &owner,
+            &context,
+            "add `delay: { duration: 2s, percent: 20 }`",
+        )?;
+        let mut ok = true;
+        if let Some((key, _)) = get(entries, "abort") {
+            self.report_hint(
+                key.loc,
+                format!(
+                    "`abort` {context} is not available: entrypoints can only delay handshakes"
+                ),
+                "aborting TLS handshakes is for services (`tls.fault.abort` of a service with \
+                 https:// servers); here use `delay: { duration: 2s, percent: 20 }`",
+            );
+            ok = false;
+        }
+        let delay = match get(entries, "delay") {
+            Some((_, value)) => self.tls_fault_delay(value, &context),
+            // Only `abort` was given, and it is reported above.
+            None => None,
+        };
+        let delay = delay?;
+        ok.then_some(delay)
+    }
+
+    /// A service's `tls.fault`: `abort` and/or `delay`.
+    fn upstream_tls_fault(&mut self, service: &str, node: &Node) -> Option<TlsFault> {
+        let owner = format!("service `{service}`");
+        let context = format!("in the TLS fault of {owner}");
+        let entries = self.tls_fault_entries(
+            node,
+            &owner,
+            &context,
+            "add `abort: { percent: 10 }` or `delay: { duration: 2s, percent: 20 }`",
+        )?;
+        let abort = self.optional(entries, "abort", |v, node| {
+            let entries = v.mapping(node, &format!("`abort` {context}"))?;
+            let context = format!("in `abort` {context}");
+            v.known_keys(entries, TLS_ABORT_KEYS, &context);
+            let percent = v.percent_or(entries, &context)?;
+            Some(TlsFaultAbort { percent })
+        });
+        let delay = self.optional(entries, "delay", |v, node| {
+            v.tls_fault_delay(node, &context)
+        });
+        Some(TlsFault {
+            abort: abort?,
+            delay: delay?,
+        })
+    }
+
+    /// The mapping of a `tls.fault` of `owner`, with known keys checked; `None` (reported)
+    /// when it is not a mapping or injects nothing, where `hint` says what it could hold.
+    fn tls_fault_entries<'n>(
+        &mut self,
+        node: &'n Node,
+        owner: &str,
+        context: &str,
+        hint: &str,
+    ) -> Option<&'n Entries> {
+        let what = format!("`fault` in the TLS settings of {owner}");
+        let entries = self.mapping(node, &what)?;
+        self.known_keys(entries, TLS_FAULT_KEYS, context);
+        if get(entries, "abort").is_none() && get(entries, "delay").is_none() {
+            self.report_hint(node.loc, format!("{what} injects nothing"), hint);
+            return None;
+        }
+        Some(entries)
+    }
+
+    /// `delay: { duration: 2s, percent: 20 }`; the duration must be more than zero.
+    fn tls_fault_delay(&mut self, node: &Node, context: &str) -> Option<FaultDelay> {
+        let entries = self.mapping(node, &format!("`delay` {context}"))?;
+        let context = format!("in `delay` {context}");
+        self.known_keys(entries, TLS_DELAY_KEYS, &context);
+        let owner = Key {
+            name: "delay".into(),
+            loc: node.loc,
+        };
+        let duration = self
+            .required(&owner, entries, "duration", &context)
+            .and_then(|(_, value)| {
+                self.positive_duration(
+                    value,
+                    "duration",
+                    &context,
+                    &Zero {
+                        effect: "delay nothing",
+                        hint: "give the delay a duration such as 2s, or remove `delay`",
+                    },
+                )
+            });
+        let percent = self.percent_or(entries, &context);
+        Some(FaultDelay {
+            duration: duration?,
+            percent: percent?,
         })
     }
 

@@ -24,6 +24,8 @@ pub(super) struct Families {
     fallbacks: Family<RouterReasonLabels, Counter>,
     faults: Family<RouterReasonLabels, Counter>,
     stream_idle_timeouts: Family<RouterLabels, Counter>,
+    tls_faults: Family<EntrypointFaultLabels, Counter>,
+    upstream_tls_faults: Family<ServiceFaultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -54,6 +56,18 @@ struct HealthLabels {
 struct TransitionLabels {
     router: Arc<str>,
     to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EntrypointFaultLabels {
+    entrypoint: Arc<str>,
+    fault: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceFaultLabels {
+    service: Arc<str>,
+    fault: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -128,6 +142,16 @@ impl Families {
             "stream_idle_timeouts",
             "Streams ended by a router's `stream_idle_timeout`: no DATA either way for that long",
             self.stream_idle_timeouts.clone(),
+        );
+        registry.register(
+            "tls_faults_injected",
+            "Client TLS handshakes delayed by an entrypoint's `tls.fault`",
+            self.tls_faults.clone(),
+        );
+        registry.register(
+            "upstream_tls_faults_injected",
+            "Upstream TLS handshakes delayed or aborted by a service's `tls.fault`",
+            self.upstream_tls_faults.clone(),
         );
     }
 }
@@ -254,6 +278,29 @@ impl Metrics {
             .stream_idle_timeouts
             .get_or_create(&RouterLabels {
                 router: router.clone(),
+            })
+            .inc();
+    }
+
+    /// A client handshake on `entrypoint` got an injected `fault` (`delay`).
+    pub fn tls_fault_injected(&self, entrypoint: &Arc<str>, fault: &'static str) {
+        self.resilience()
+            .tls_faults
+            .get_or_create(&EntrypointFaultLabels {
+                entrypoint: entrypoint.clone(),
+                fault,
+            })
+            .inc();
+    }
+
+    /// A handshake to one of `service`'s https:// servers got an injected `fault`
+    /// (`delay`, `abort`).
+    pub fn upstream_tls_fault_injected(&self, service: &Arc<str>, fault: &'static str) {
+        self.resilience()
+            .upstream_tls_faults
+            .get_or_create(&ServiceFaultLabels {
+                service: service.clone(),
+                fault,
             })
             .inc();
     }
