@@ -17,6 +17,23 @@ use strait_test::raw::{self, SilentBackend};
 use strait_test::{assert_eventually, echo_client, single_service_config, start_strait};
 use tokio::time::Instant;
 
+/// A server stream in `gap` mode, its first message already read: the next comes after
+/// [`GAP`] of silence.
+async fn gap_stream(
+    client: &mut strait_grpc::echo::EchoClient<tonic::transport::Channel>,
+) -> tonic::Streaming<strait_grpc::echo::EchoReply> {
+    let request = in_mode(
+        tonic::Request::new(EchoRequest {
+            payload: "a".into(),
+            repeat: 0,
+        }),
+        "gap",
+    );
+    let mut stream = client.server_stream(request).await.unwrap().into_inner();
+    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    stream
+}
+
 fn config_with_route_timeout(url: &str, timeout: &str) -> String {
     format!(
         "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\n\
@@ -70,15 +87,7 @@ async fn deadline_mid_stream_ends_with_deadline_exceeded_trailers() {
     let strait = start_strait(&config_with_route_timeout(&backend.url(), "2s")).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
-    let request = in_mode(
-        tonic::Request::new(EchoRequest {
-            payload: "a".into(),
-            repeat: 0,
-        }),
-        "gap",
-    );
-    let mut stream = client.server_stream(request).await.unwrap().into_inner();
-    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    let mut stream = gap_stream(&mut client).await;
     let started = Instant::now();
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
@@ -212,15 +221,7 @@ async fn stream_idle_timeout_ends_a_quiet_stream_mid_response() {
     let backend = TestBackend::start().await;
     let strait = start_strait(&config_with_stream_idle_timeout(&backend.url(), "1s")).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
-    let request = in_mode(
-        tonic::Request::new(EchoRequest {
-            payload: "a".into(),
-            repeat: 0,
-        }),
-        "gap",
-    );
-    let mut stream = client.server_stream(request).await.unwrap().into_inner();
-    assert_eq!(stream.message().await.unwrap().unwrap().index, 0);
+    let mut stream = gap_stream(&mut client).await;
     let started = Instant::now();
     let status = stream.message().await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::DeadlineExceeded);

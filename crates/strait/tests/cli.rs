@@ -317,6 +317,18 @@ fn listening(process: &Process) -> (SocketAddr, SocketAddr) {
     (entrypoint, admin)
 }
 
+/// The admin listener during a shutdown: `/readyz` is a clean 503 and `/metrics` answers.
+async fn not_ready_but_answering(admin: SocketAddr) {
+    use strait_test::http1;
+    assert_eq!(
+        http1(admin, "GET", "/readyz", &[]).await,
+        (503, "not ready\n".into())
+    );
+    let (status, metrics) = http1(admin, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("strait_config_generation 1"), "{metrics}");
+}
+
 /// SIGTERM while a stream is open, with the default accept grace (none): the drain starts at
 /// once, so new connections are refused, while the stream still completes and the admin
 /// listener keeps answering — `/readyz` 503, `/metrics` — until the process exits 0.
@@ -352,13 +364,7 @@ async fn sigterm_lets_an_open_stream_finish() {
     // New connections are refused while the open stream goes on...
     assert_eventually!(tokio::net::TcpStream::connect(addr).await.is_err());
     // ...and probes get a clean "not ready", not a refused connection.
-    assert_eq!(
-        http1(admin, "GET", "/readyz", &[]).await,
-        (503, "not ready\n".into())
-    );
-    let (status, metrics) = http1(admin, "GET", "/metrics", &[]).await;
-    assert_eq!(status, 200);
-    assert!(metrics.contains("strait_config_generation 1"), "{metrics}");
+    not_ready_but_answering(admin).await;
     tx.send(EchoRequest {
         payload: "after SIGTERM".into(),
         repeat: 0,
@@ -398,13 +404,7 @@ async fn sigterm_with_accept_grace_keeps_accepting_while_not_ready() {
 
     process.signal("TERM");
     process.wait_for("not ready; accepting for 5s more before draining");
-    assert_eq!(
-        http1(admin, "GET", "/readyz", &[]).await,
-        (503, "not ready\n".into())
-    );
-    let (status, metrics) = http1(admin, "GET", "/metrics", &[]).await;
-    assert_eq!(status, 200);
-    assert!(metrics.contains("strait_config_generation 1"), "{metrics}");
+    not_ready_but_answering(admin).await;
     // A connection opened now is still accepted and served: the drain has not started
     // (it would have closed the listener).
     let mut client = strait_test::echo_client(addr).await;
