@@ -5,12 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use strait_grpc::echo::EchoRequest;
 use strait_test::backend::TestBackend;
-use strait_test::{assert_eventually, echo_client, start_strait, Running};
+use strait_test::{echo_client, start_strait, Running};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tonic::{Code, Request};
 
@@ -28,22 +28,6 @@ fn config(url: &str, connect_timeout: &str, healthy: &str, log: &Path) -> String
     )
 }
 
-/// Waits for an access-log line containing `text`, and returns it.
-async fn logged(log: &PathBuf, text: &str) -> String {
-    let read = || std::fs::read_to_string(log).unwrap_or_default();
-    assert_eventually!(
-        read().contains(text),
-        Duration::from_secs(10),
-        "no access-log line has {text:?}:\n{}",
-        read()
-    );
-    read()
-        .lines()
-        .find(|l| l.contains(text))
-        .unwrap()
-        .to_owned()
-}
-
 /// Starts strait in front of `url`, makes one call that must time out, checks the error
 /// the access log records (`want`), and that the healthy router still answers.
 async fn times_out(url: &str, want: &str) -> Running {
@@ -56,7 +40,7 @@ async fn times_out(url: &str, want: &str) -> Running {
     let status = client.unary(EchoRequest::default()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(status.message(), "upstream connect error");
-    let line = logged(&log, "timed out").await;
+    let line = strait_test::access_log_line(&log, "timed out").await;
     assert!(line.contains(want), "{line}");
     assert!(line.contains("\"grpc_status\":\"UNAVAILABLE\""), "{line}");
 

@@ -5,12 +5,11 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use strait_grpc::echo::{EchoClient, EchoRequest};
 use strait_test::backend::TestBackend;
 use strait_test::tls::TestCa;
-use strait_test::{assert_eventually, echo_client, start_strait, Running};
+use strait_test::{echo_client, start_strait, Running};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic::{Code, Request};
 
@@ -64,22 +63,6 @@ fn sample(strait: &Running, name: &str, parts: &[&str]) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits for an access-log line containing `text`, and returns it.
-async fn logged(log: &PathBuf, text: &str) -> String {
-    let read = || std::fs::read_to_string(log).unwrap_or_default();
-    assert_eventually!(
-        read().contains(text),
-        Duration::from_secs(10),
-        "no access-log line has {text:?}:\n{}",
-        read()
-    );
-    read()
-        .lines()
-        .find(|l| l.contains(text))
-        .unwrap()
-        .to_owned()
-}
-
 struct Upstream {
     _ca: TestCa,
     backend: TestBackend,
@@ -130,7 +113,7 @@ async fn an_abort_at_100_percent_fails_calls_like_a_handshake_failure() {
         assert_eq!(status.message(), "upstream connect error");
     }
     assert_eq!(up.backend.calls(), 0);
-    let line = logged(&up.log, "aborted by the `tls.fault`").await;
+    let line = strait_test::access_log_line(&up.log, "aborted by the `tls.fault`").await;
     let endpoint = format!(
         "TLS handshake failed with endpoint https://{}",
         up.backend.addr
@@ -212,7 +195,7 @@ async fn a_delay_longer_than_connect_timeout_times_the_connect_out() {
     let mut client = echo_client(up.strait.entrypoint("web").unwrap()).await;
     let status = client.unary(request("x")).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    let line = logged(&up.log, "timed out").await;
+    let line = strait_test::access_log_line(&up.log, "timed out").await;
     let want = format!(
         "connecting to endpoint https://{} timed out after 200ms (the service's \
          connect_timeout, which includes the TLS handshake)",

@@ -82,6 +82,23 @@ pub async fn channel(addr: SocketAddr) -> Channel {
         .expect("connect to strait")
 }
 
+/// Waits (up to 10 s) for a line of the access log at `log` that contains `text`, and
+/// returns it.
+pub async fn access_log_line(log: &std::path::Path, text: &str) -> String {
+    let read = || std::fs::read_to_string(log).unwrap_or_default();
+    assert_eventually!(
+        read().contains(text),
+        std::time::Duration::from_secs(10),
+        "no access-log line has {text:?}:\n{}",
+        read()
+    );
+    read()
+        .lines()
+        .find(|l| l.contains(text))
+        .unwrap()
+        .to_owned()
+}
+
 /// A TCP port on 127.0.0.1 with nothing listening (bound, then released).
 pub async fn closed_port() -> u16 {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
