@@ -358,7 +358,10 @@ impl H2Pool {
                 }
                 polled
             });
+            // Biased: the connection is polled on every frame, and the other branches are
+            // rare; a fair select would draw a random order on each poll.
             let result = tokio::select! {
+                biased;
                 result = driven => result,
                 missed = keepalive => {
                     // Dropping the connection fails its streams at once; new requests go to
@@ -492,6 +495,14 @@ impl ConnState {
     /// `max_requests` (after they finish). It is marked closed first, so no new stream lands
     /// on it; a stream leased just before still gets to finish.
     async fn retire(&self, lifecycle: &Lifecycle) -> &'static str {
+        // Without any of them there is nothing to wait for: the connection task then polls
+        // a future parked here instead of three inner ones on every frame.
+        if lifecycle.max_connection_age.is_none()
+            && lifecycle.idle_timeout.is_none()
+            && self.max_requests == usize::MAX
+        {
+            return std::future::pending().await;
+        }
         let aged = async {
             let Some(age) = lifecycle.max_connection_age else {
                 return std::future::pending().await;
