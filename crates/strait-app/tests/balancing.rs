@@ -77,6 +77,34 @@ async fn paced(
     seen
 }
 
+/// Paced calls while backend 1 is out, until `back` says it is in again and a call reaches
+/// it; which call that was, counted from the first that could have (1: at once). It must get
+/// one within 40 calls (2 s at 20/s), and none while it was out.
+async fn reached_again(
+    client: &mut EchoClient<Channel>,
+    backends: &[&TestBackend],
+    back: impl Fn() -> bool,
+) -> usize {
+    // `back` is checked after each call: it went true after the check before call
+    // `back_after` and before the one after it, so that call is the first it may take.
+    let (mut calls, mut back_after) = (0, None);
+    let seen = paced(client, backends, 400, |seen| {
+        calls += 1;
+        if back_after.is_none() && back() {
+            back_after = Some(calls);
+        }
+        seen[1].calls > 0
+    })
+    .await;
+    let back_after = back_after.unwrap_or_else(|| panic!("it never came back: {seen:?}"));
+    let first = seen[1].first.map(|(call, _)| call);
+    assert!(
+        first.is_some_and(|call| call >= back_after && call < back_after + 40),
+        "back by call {back_after}, first call to it: {first:?}"
+    );
+    first.unwrap_or(0) + 1 - back_after
+}
+
 /// A fresh proxy, calls one at a time at 20/s: every backend answers within the first
 /// second (20 calls), and none goes a second without a call after that.
 async fn every_backend_is_reached_at_low_rate(n: usize) {
@@ -146,25 +174,7 @@ async fn an_endpoint_back_from_ejection_gets_traffic_at_once() {
             "round {round}: not ejected: {ejected:?}"
         );
         bad.set_behaviour(Behaviour::default());
-        // Calls keep coming while it is out. The ejection ended before the check after call
-        // `ended_after` and after the one before it: that call is the first it may take.
-        let (mut calls, mut ended) = (0, None);
-        let back = paced(&mut client, &backends, 400, |seen| {
-            calls += 1;
-            if ended.is_none() && !service.is_ejected(1) {
-                ended = Some(calls);
-            }
-            seen[1].calls > 0
-        })
-        .await;
-        let ended_after =
-            ended.unwrap_or_else(|| panic!("round {round}: the ejection never ended: {back:?}"));
-        let first = back[1].first.map(|(call, _)| call);
-        assert!(
-            first.is_some_and(|call| call >= ended_after && call < ended_after + 40),
-            "round {round}: ejection ended after call {ended_after}, first call to it: {first:?}"
-        );
-        let nth = first.unwrap_or(0) + 1 - ended_after;
+        let nth = reached_again(&mut client, &backends, || !service.is_ejected(1)).await;
         eprintln!(
             "after ejection {round}: reached again by call {nth} after it ended (within {} ms at 20 calls/s)",
             nth as u128 * PACE.as_millis()
@@ -193,15 +203,10 @@ async fn an_endpoint_back_from_failed_health_checks_gets_traffic_at_once() {
     let out = paced(&mut client, &backends, 20, |_| false).await;
     assert_eq!(out[1].calls, 0, "an unhealthy endpoint got calls: {out:?}");
     b.set_serving(true).await;
-    let waited = paced(&mut client, &backends, 200, |_| healthy(1)).await;
-    assert!(healthy(1), "b did not pass its checks again: {waited:?}");
-    let back = paced(&mut client, &backends, 40, |seen| seen[1].calls > 0).await;
-    let (call, after) = back[1]
-        .first
-        .unwrap_or_else(|| panic!("no call within 40 after the endpoint was healthy: {back:?}"));
+    let nth = reached_again(&mut client, &backends, || healthy(1)).await;
     eprintln!(
-        "after failed health checks: reached again by call {call} ({} ms after it was healthy)",
-        after.as_millis()
+        "after failed health checks: reached again by call {nth} after it passed (within {} ms at 20 calls/s)",
+        nth as u128 * PACE.as_millis()
     );
 }
 
