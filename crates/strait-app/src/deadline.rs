@@ -108,12 +108,8 @@ impl http_body::Body for DeadlineBody {
         }
         *this.inner = None;
         if *this.grpc {
-            let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", Code::DeadlineExceeded.header_value());
-            trailers.insert(
-                "grpc-message",
-                strait_grpc::encode_message("deadline exceeded"),
-            );
+            let trailers =
+                strait_grpc::status_trailers(Code::DeadlineExceeded, "deadline exceeded");
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         Poll::Ready(Some(Err(Box::new(exceeded("-")))))

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{Request, Response};
 use http_body::Frame;
 use strait_core::{Body, BoxError, ErrorKind, ProxyError, Side};
 use strait_grpc::Code;
@@ -214,12 +214,8 @@ impl http_body::Body for IdleBody {
         *this.inner = None;
         this.metrics.stream_idle_timeout(&this.idle.router);
         if *this.grpc {
-            let mut trailers = HeaderMap::new();
-            trailers.insert("grpc-status", Code::DeadlineExceeded.header_value());
-            trailers.insert(
-                "grpc-message",
-                strait_grpc::encode_message(&this.idle.message()),
-            );
+            let trailers =
+                strait_grpc::status_trailers(Code::DeadlineExceeded, &this.idle.message());
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }
         Poll::Ready(Some(Err(Box::new(this.idle.error()))))

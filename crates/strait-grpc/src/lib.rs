@@ -5,6 +5,6 @@ pub mod echo;
 mod reply;
 mod timeout;
 
-pub use reply::{code_for_http_status, encode_message, is_grpc, trailers_only};
+pub use reply::{code_for_http_status, encode_message, is_grpc, status_trailers, trailers_only};
 pub use strait_core::Code;
 pub use timeout::{encode_timeout, parse_timeout, GRPC_TIMEOUT};

@@ -29,6 +29,17 @@ pub fn trailers_only(code: Code, message: &str) -> Response<Body> {
     response
 }
 
+/// The trailers that end a gRPC response strait cuts short (a deadline, an idle stream)
+/// after some of it was forwarded: `grpc-status` and, when there is one, `grpc-message`.
+pub fn status_trailers(code: Code, message: &str) -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert(GRPC_STATUS.clone(), code.header_value());
+    if !message.is_empty() {
+        trailers.insert(GRPC_MESSAGE.clone(), encode_message(message));
+    }
+    trailers
+}
+
 /// Percent-encodes a `grpc-message` as the spec asks: printable ASCII but `%` stays, every
 /// other byte of the UTF-8 becomes `%XX`.
 pub fn encode_message(message: &str) -> HeaderValue {
