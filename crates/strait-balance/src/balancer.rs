@@ -4,10 +4,8 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use strait_config::LoadBalancer;
-use tokio::time::Instant;
-
 use crate::state::EndpointState;
+use strait_config::LoadBalancer;
 
 /// Two latency estimates within this factor of each other are the same to P2C: at low load
 /// the differences between comparable backends are noise, and taking them as decisive sends
@@ -55,14 +53,15 @@ impl Balancer {
     }
 
     /// One of `eligible` (indexes into `candidates`, never empty). `key` is the request's
-    /// hash key for `Hash`; without one, a hash balancer picks at random.
+    /// hash key for `Hash`; without one, a hash balancer picks at random. `now` is in
+    /// nanoseconds since the service's epoch.
     pub(crate) fn pick(
         &self,
         states: &[Arc<EndpointState>],
         weights: &[u32],
         eligible: &[u32],
         key: Option<u64>,
-        now: Instant,
+        now: u64,
     ) -> u32 {
         debug_assert!(!eligible.is_empty());
         let is_eligible = |i: u32| eligible.contains(&i);
@@ -133,7 +132,7 @@ impl Balancer {
 /// 3. with comparable latencies, the one with less in flight per unit of weight wins;
 /// 4. a tie (both idle, as when calls come one at a time) goes to either, in proportion to
 ///    their weights, so sequential calls spread like weighted round robin.
-fn p2c(states: &[Arc<EndpointState>], weights: &[u32], pair: [u32; 2], now: Instant) -> u32 {
+fn p2c(states: &[Arc<EndpointState>], weights: &[u32], pair: [u32; 2], now: u64) -> u32 {
     let [a, b] = pair;
     let (sa, sb) = (&states[a as usize], &states[b as usize]);
     let (wa, wb) = (weights[a as usize].max(1), weights[b as usize].max(1));
@@ -258,8 +257,13 @@ fn gcd(a: u32, b: u32) -> u32 {
 mod tests {
     use std::time::Duration;
 
+    use tokio::time::Instant;
+
     use super::*;
     use crate::state::PROBE_AFTER;
+
+    /// `PROBE_AFTER` in the nanoseconds `pick` takes.
+    const PROBE_AFTER_NANOS: u64 = PROBE_AFTER.as_nanos() as u64;
 
     fn counts(schedule: &[u32], n: usize) -> Vec<usize> {
         let mut counts = vec![0; n];
@@ -303,25 +307,26 @@ mod tests {
         let w: &[u32] = &[2, 1, 1];
         let balancer = Balancer::new(&LoadBalancer::Weighted, &[2, 1, 1]);
         let picks: Vec<u32> = (0..8)
-            .map(|_| balancer.pick(&s, w, &[1, 2], None, Instant::now()))
+            .map(|_| balancer.pick(&s, w, &[1, 2], None, 0))
             .collect();
         assert!(picks.iter().all(|&i| i != 0), "{picks:?}");
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 4);
     }
 
-    /// Endpoints that were each sent a request at `now` and answered in `rtts`.
-    fn measured(rtts: &[Duration], now: Instant) -> Vec<Arc<EndpointState>> {
+    /// Endpoints that were each sent a request at the epoch and answered in `rtts`.
+    fn measured(rtts: &[Duration]) -> Vec<Arc<EndpointState>> {
+        let epoch = Instant::now();
         rtts.iter()
             .map(|rtt| {
-                let state = Arc::new(EndpointState::new(now));
-                drop(state.started(now));
-                state.observe(*rtt, now);
+                let state = Arc::new(EndpointState::new(epoch));
+                drop(state.started(0));
+                state.observe(*rtt, epoch);
                 state
             })
             .collect()
     }
 
-    fn p2c_counts(s: &[Arc<EndpointState>], w: &[u32], picks: usize, now: Instant) -> Vec<usize> {
+    fn p2c_counts(s: &[Arc<EndpointState>], w: &[u32], picks: usize, now: u64) -> Vec<usize> {
         let balancer = Balancer::new(&LoadBalancer::P2c, w);
         let eligible: Vec<u32> = (0..s.len() as u32).collect();
         let picked: Vec<u32> = (0..picks)
@@ -332,8 +337,8 @@ mod tests {
 
     #[test]
     fn p2c_prefers_the_faster_endpoint() {
-        let now = Instant::now();
-        let s = measured(&[Duration::from_millis(1), Duration::from_millis(50)], now);
+        let now = 0;
+        let s = measured(&[Duration::from_millis(1), Duration::from_millis(50)]);
         let w: &[u32] = &[1, 1];
         let balancer = Balancer::new(&LoadBalancer::P2c, &[1, 1]);
         let fast = (0..100)
@@ -350,47 +355,37 @@ mod tests {
     #[test]
     fn p2c_spreads_sequential_calls_over_comparable_endpoints() {
         fastrand::seed(7);
-        let now = Instant::now();
         let rtts = [300, 330, 390].map(Duration::from_micros);
-        let spread = p2c_counts(&measured(&rtts[..2], now), &[1, 1], 1000, now);
+        let spread = p2c_counts(&measured(&rtts[..2]), &[1, 1], 1000, 0);
         assert!(spread.iter().all(|&n| n > 400), "{spread:?}");
-        let spread = p2c_counts(&measured(&rtts, now), &[1, 1, 1], 900, now);
+        let spread = p2c_counts(&measured(&rtts), &[1, 1, 1], 900, 0);
         assert!(spread.iter().all(|&n| n > 240), "{spread:?}");
         // Weights still count when calls come one at a time: 2:1 gets about 2/3.
-        let spread = p2c_counts(&measured(&rtts[..2], now), &[2, 1], 900, now);
+        let spread = p2c_counts(&measured(&rtts[..2]), &[2, 1], 900, 0);
         assert!((540..660).contains(&spread[0]), "{spread:?}");
     }
 
     /// Among comparable endpoints, the one with less in flight wins.
     #[test]
     fn p2c_prefers_the_less_loaded_of_comparable_endpoints() {
-        let now = Instant::now();
-        let s = measured(
-            &[Duration::from_micros(300), Duration::from_micros(320)],
-            now,
-        );
-        let _busy = [s[1].started(now), s[1].started(now)];
-        let _one = s[0].started(now);
-        assert_eq!(p2c_counts(&s, &[1, 1], 50, now), [50, 0]);
+        let s = measured(&[Duration::from_micros(300), Duration::from_micros(320)]);
+        let _busy = [s[1].started(0), s[1].started(0)];
+        let _one = s[0].started(0);
+        assert_eq!(p2c_counts(&s, &[1, 1], 50, 0), [50, 0]);
     }
 
     /// An endpoint that lost every comparison gets the next call once its knowledge is
     /// stale, and what that call measures replaces its old, slow figure.
     #[test]
     fn p2c_probes_an_endpoint_it_has_not_used_lately() {
-        let now = Instant::now();
-        let s = measured(
-            &[Duration::from_micros(300), Duration::from_millis(40)],
-            now,
-        );
-        assert_eq!(p2c_counts(&s, &[1, 1], 20, now), [20, 0]);
+        let s = measured(&[Duration::from_micros(300), Duration::from_millis(40)]);
+        assert_eq!(p2c_counts(&s, &[1, 1], 20, 0), [20, 0]);
         // The fast one keeps being used; the slow one has had nothing for PROBE_AFTER.
-        let later = now + PROBE_AFTER;
+        let later = PROBE_AFTER_NANOS;
         drop(s[0].started(later));
         assert_eq!(p2c_counts(&s, &[1, 1], 1, later), [0, 1]);
-        let probe = s[1].started(later);
-        drop(probe);
-        s[1].observe(Duration::from_micros(310), later);
+        drop(s[1].started(later));
+        s[1].observe(Duration::from_micros(310), Instant::now() + PROBE_AFTER);
         let spread = p2c_counts(&s, &[1, 1], 200, later);
         assert!(spread.iter().all(|&n| n > 60), "{spread:?}");
     }
@@ -399,11 +394,10 @@ mod tests {
     /// with three endpoints every pair holds one of the two never sent to.
     #[test]
     fn p2c_tries_an_endpoint_never_sent_to() {
-        let now = Instant::now();
         let s = states(3);
-        drop(s[0].started(now));
-        s[0].observe(Duration::from_micros(200), now);
-        let spread = p2c_counts(&s, &[1, 1, 1], 60, now);
+        drop(s[0].started(0));
+        s[0].observe(Duration::from_micros(200), Instant::now());
+        let spread = p2c_counts(&s, &[1, 1, 1], 60, 0);
         assert_eq!(spread[0], 0, "{spread:?}");
         assert!(spread[1] > 0 && spread[2] > 0, "{spread:?}");
     }
@@ -411,12 +405,11 @@ mod tests {
     #[test]
     fn least_request_picks_the_idlest() {
         let s = states(3);
-        let now = Instant::now();
-        let _busy = [s[0].started(now), s[0].started(now), s[2].started(now)];
+        let _busy = [s[0].started(0), s[0].started(0), s[2].started(0)];
         let w: &[u32] = &[1, 1, 1];
         let balancer = Balancer::new(&LoadBalancer::LeastRequest, &[1, 1, 1]);
         for _ in 0..20 {
-            assert_eq!(balancer.pick(&s, w, &[0, 1, 2], None, Instant::now()), 1);
+            assert_eq!(balancer.pick(&s, w, &[0, 1, 2], None, 0), 1);
         }
     }
 
@@ -426,7 +419,7 @@ mod tests {
         let w: &[u32] = &[1, 1, 1];
         let on = strait_config::HashOn::ClientIp;
         let balancer = Balancer::new(&LoadBalancer::Hash(on), &[1, 1, 1]);
-        let now = Instant::now();
+        let now = 0;
         let keys: Vec<u64> = (0..300u32).map(|k| hash_key(&k.to_le_bytes())).collect();
         let before: Vec<u32> = keys
             .iter()
@@ -459,7 +452,7 @@ mod tests {
         let w: &[u32] = &[1, 1, 1];
         let balancer = Balancer::new(&LoadBalancer::RoundRobin, &[1, 1, 1]);
         let picks: Vec<u32> = (0..4)
-            .map(|_| balancer.pick(&s, w, &[0, 2], None, Instant::now()))
+            .map(|_| balancer.pick(&s, w, &[0, 2], None, 0))
             .collect();
         assert_eq!(picks, [0, 2, 0, 2]);
     }
@@ -491,7 +484,7 @@ mod tests {
             for policy in &policies {
                 let balancer = Balancer::new(policy, &weights);
                 for _ in 0..10 {
-                    let picked = balancer.pick(&s, w, &eligible, Some(rng.u64(..)), Instant::now());
+                    let picked = balancer.pick(&s, w, &eligible, Some(rng.u64(..)), 0);
                     assert!(
                         eligible.contains(&picked),
                         "{policy:?} {eligible:?} {picked}"

@@ -126,7 +126,7 @@ impl Service {
                     .insert(PREVIOUS_ATTEMPTS.clone(), HeaderValue::from(tries - 1));
             }
 
-            let mut in_flight = Some(state.started(pick.at));
+            let mut in_flight = Some(state.started(pick.nanos));
             let per_try = cx.retries.per_try_timeout().map(|t| pick.at + t);
             let until = match (per_try, cx.deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
@@ -238,6 +238,7 @@ impl Service {
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
                         pick.at = Instant::now();
+                        pick.nanos = self.outlier.nanos(pick.at);
                     }
                     // The budget counts this retry until the next try has an answer.
                     _permit = permit;

@@ -60,8 +60,10 @@ pub struct Service {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pick {
     index: usize,
-    /// When it was picked: the try starts then.
+    /// When it was picked: the try starts then. `nanos` is the same instant as the
+    /// service's epoch counts it.
     at: Instant,
+    nanos: u64,
 }
 
 // === impl Service ===
@@ -200,10 +202,11 @@ impl Service {
         }
         let picked = self
             .balancer
-            .pick(&self.states, &self.weights, &buffer[..len], key, now);
+            .pick(&self.states, &self.weights, &buffer[..len], key, nanos);
         Ok(Pick {
             index: picked as usize,
             at: now,
+            nanos,
         })
     }
 }

@@ -27,9 +27,9 @@ pub struct EndpointState {
     /// Nanoseconds since the service's epoch until which the endpoint is ejected; 0: never
     /// ejected.
     ejected_until: AtomicU64,
-    /// Nanoseconds since `epoch` + 1 when the last request was sent here; 0: never.
+    /// Nanoseconds since the service's epoch + 1 when the last request was sent here;
+    /// 0: never.
     last_sent: AtomicU64,
-    epoch: Instant,
     ewma: Mutex<Ewma>,
     pub(crate) outlier: Mutex<OutlierCounts>,
 }
@@ -67,7 +67,6 @@ impl EndpointState {
             healthy: AtomicBool::new(true),
             ejected_until: AtomicU64::new(0),
             last_sent: AtomicU64::new(0),
-            epoch: now,
             ewma: Mutex::new(Ewma {
                 cost: 0.0,
                 stamp: now,
@@ -80,27 +79,26 @@ impl EndpointState {
         self.active.load(Ordering::Relaxed)
     }
 
-    /// A request is sent here at `now`; it counts in flight until the guard is dropped.
-    pub(crate) fn started(self: &Arc<Self>, now: Instant) -> InFlight {
+    /// A request is sent here at `now` (nanoseconds since the service's epoch); it counts
+    /// in flight until the guard is dropped.
+    pub(crate) fn started(self: &Arc<Self>, now: u64) -> InFlight {
         self.active.fetch_add(1, Ordering::Relaxed);
-        self.last_sent.store(self.nanos(now) + 1, Ordering::Relaxed);
+        self.last_sent
+            .store(now.saturating_add(1), Ordering::Relaxed);
         InFlight(self.clone())
     }
 
-    /// Nothing in flight and nothing sent for [`PROBE_AFTER`] (or ever): what the balancer
-    /// knows of this endpoint is stale, and the next request it could take should go here.
-    pub(crate) fn needs_probe(&self, now: Instant) -> bool {
+    /// Nothing in flight and nothing sent for [`PROBE_AFTER`] (or ever) at `now`
+    /// (nanoseconds since the service's epoch): what the balancer knows of this endpoint is
+    /// stale, and the next request it could take should go here.
+    pub(crate) fn needs_probe(&self, now: u64) -> bool {
         if self.active() > 0 {
             return false;
         }
         match self.last_sent.load(Ordering::Relaxed) {
             0 => true,
-            sent => self.nanos(now).saturating_sub(sent - 1) >= PROBE_AFTER.as_nanos() as u64,
+            sent => now.saturating_sub(sent - 1) >= PROBE_AFTER.as_nanos() as u64,
         }
-    }
-
-    fn nanos(&self, now: Instant) -> u64 {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     pub fn is_healthy(&self) -> bool {

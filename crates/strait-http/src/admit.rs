@@ -175,9 +175,6 @@ pub(crate) async fn admit(
     })
 }
 
-/// Answers for refused requests: gRPC gets `RESOURCE_EXHAUSTED` (or `INTERNAL` for a
-/// malformed request) trailers-only; HTTP/1.1 connections close after the answer, since what
-/// follows on them can no longer be trusted to start a request.
 /// What the request's pseudo-headers add to its HTTP/2 header list size.
 fn pseudo_header_size(request: &Request<Body>) -> usize {
     let uri = request.uri();
@@ -194,6 +191,9 @@ fn pseudo_header_size(request: &Request<Body>) -> usize {
         )
 }
 
+/// Answers for refused requests: gRPC gets `RESOURCE_EXHAUSTED` (or `INTERNAL` for a
+/// malformed request) trailers-only; HTTP/1.1 connections close after the answer, since what
+/// follows on them can no longer be trusted to start a request.
 fn refusal(status: StatusCode, grpc: bool, http1: bool, message: &str) -> Response<Body> {
     let mut response = if grpc {
         let code = match status {

@@ -49,16 +49,11 @@ impl Backoff {
         }
     }
 
-    /// A connect failed because of `cause`.
-    pub(crate) fn failed_because(&self, cause: Arc<str>) {
-        self.failed();
+    /// A connect failed, because of `cause` when it is known (a handshake that went wrong
+    /// after the connection opened has none: a stale cause must not be kept).
+    pub(crate) fn failed(&self, cause: Option<Arc<str>>) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.cause = Some(cause);
-    }
-
-    pub(crate) fn failed(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.cause = None;
+        state.cause = cause;
         state.failures = state.failures.saturating_add(1);
         let exponent = state.failures.saturating_sub(1).min(16);
         let cap = BASE.saturating_mul(1 << exponent).min(MAX);
@@ -92,7 +87,7 @@ mod tests {
         assert!(backoff.check().is_ok());
         let mut previous_max = Duration::ZERO;
         for failures in 1..=10u32 {
-            backoff.failed();
+            backoff.failed(None);
             let BackingOff {
                 failures: count,
                 wait,
@@ -111,7 +106,7 @@ mod tests {
         }
         tokio::time::advance(MAX).await;
         assert!(backoff.check().is_ok(), "never waits longer than MAX");
-        backoff.failed();
+        backoff.failed(None);
         backoff.succeeded();
         assert!(backoff.check().is_ok());
     }
@@ -119,15 +114,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_last_failures_cause_is_kept_until_the_next_failure() {
         let backoff = Backoff::default();
-        backoff.failed_because(Arc::from("timed out"));
+        backoff.failed(Some(Arc::from("timed out")));
         assert_eq!(
             backoff.check().unwrap_err().cause.as_deref(),
             Some("timed out")
         );
         // A failure without a known cause does not keep a stale one.
-        backoff.failed();
+        backoff.failed(None);
         assert_eq!(backoff.check().unwrap_err().cause, None);
-        backoff.failed_because(Arc::from("refused"));
+        backoff.failed(Some(Arc::from("refused")));
         backoff.succeeded();
         assert!(backoff.check().is_ok());
     }

@@ -180,7 +180,7 @@ impl Target {
             )),
         };
         if let Err(e) = &result {
-            self.backoff.failed_because(Arc::from(e.to_string()));
+            self.backoff.failed(Some(Arc::from(e.to_string())));
         }
         result
     }
@@ -192,7 +192,7 @@ impl Target {
 
     /// The connection opened but its HTTP handshake failed: it counts as a failed connect.
     pub(crate) fn handshake_failed(&self) {
-        self.backoff.failed();
+        self.backoff.failed(None);
     }
 
     pub(crate) fn address(&self) -> (&str, u16) {
