@@ -10,8 +10,6 @@ use strait_grpc::echo::EchoRequest;
 use strait_test::backend::{Behaviour, TestBackend};
 use strait_test::http_echo::HttpEcho;
 use strait_test::{assert_eventually, echo_client, start_strait, Running};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 /// One entrypoint `web` routing everything to service `b` with one server `url`; `extra`
 /// goes into the service's mapping.
@@ -67,14 +65,7 @@ async fn a_stream_open_across_the_rotation_finishes_on_its_connection() {
     let strait = start_strait(&rotating(&backend.url(), 2, "")).await;
     let mut client = echo_client(strait.entrypoint("web").unwrap()).await;
 
-    let (tx, rx) = mpsc::channel(1);
-    let mut replies = client
-        .bidi(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(EchoRequest::default()).await.unwrap();
-    replies.message().await.unwrap().unwrap();
+    let (tx, mut replies) = strait_test::open_bidi(&mut client).await;
     assert_eq!(backend.connections(), 1);
 
     // The second request on the first connection uses it up; the next two use up a second,

@@ -126,9 +126,6 @@ async fn upstream_keepalive_detects_a_frozen_backend() {
 /// however quiet that stream is.
 #[tokio::test]
 async fn idle_timeout_spares_connections_with_open_streams() {
-    use tokio::sync::mpsc;
-    use tokio_stream::wrappers::ReceiverStream;
-
     let backend = TestBackend::start().await;
     let strait = start_strait(&config(&backend.url(), "    idle_timeout: 300ms\n", "")).await;
     let addr = strait.entrypoint("web").unwrap();
@@ -144,14 +141,7 @@ async fn idle_timeout_spares_connections_with_open_streams() {
     idle.await.unwrap().unwrap();
 
     let mut client = echo_client(addr).await;
-    let (tx, rx) = mpsc::channel(1);
-    let mut replies = client
-        .bidi(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(EchoRequest::default()).await.unwrap();
-    replies.message().await.unwrap().unwrap();
+    let (tx, mut replies) = strait_test::open_bidi(&mut client).await;
     // Three idle timeouts of silence on an open stream.
     tokio::time::sleep(Duration::from_millis(900)).await;
     tx.send(EchoRequest::default()).await.unwrap();

@@ -7,8 +7,6 @@ use std::time::Duration;
 use strait_grpc::echo::EchoRequest;
 use strait_test::backend::TestBackend;
 use strait_test::{assert_eventually, echo_client, http1, single_service_config, start_strait};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 #[tokio::test]
 async fn open_stream_finishes_after_shutdown_starts() {
@@ -17,14 +15,7 @@ async fn open_stream_finishes_after_shutdown_starts() {
     let addr = strait.entrypoint("web").unwrap();
     let mut client = echo_client(addr).await;
 
-    let (tx, rx) = mpsc::channel(1);
-    let mut replies = client
-        .bidi(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(EchoRequest::default()).await.unwrap();
-    replies.message().await.unwrap().unwrap();
+    let (tx, mut replies) = strait_test::open_bidi(&mut client).await;
 
     let mut drain = strait.drain_watch();
     let shutdown = tokio::spawn(strait.shutdown(Duration::from_secs(20)));
@@ -111,28 +102,6 @@ async fn http1_request_in_flight_gets_connection_close() {
     assert!(shutdown.await.unwrap());
 }
 
-/// Opens a bidi stream through `addr` and exchanges one message on it; the stream stays open
-/// while the sender lives.
-async fn open_stream(
-    addr: std::net::SocketAddr,
-) -> (
-    mpsc::Sender<EchoRequest>,
-    tonic::Streaming<strait_grpc::echo::EchoReply>,
-) {
-    let mut client = echo_client(addr).await;
-    let (tx, rx) = mpsc::channel(1);
-    let mut replies = client
-        .bidi(ReceiverStream::new(rx))
-        .await
-        .unwrap()
-        .into_inner();
-    tx.send(EchoRequest::default()).await.unwrap();
-    replies.message().await.unwrap().unwrap();
-    (tx, replies)
-}
-
-/// `stop()` with no accept grace drains at once; `/readyz` answers 503 through the drain and
-/// the admin listener closes only once it has ended.
 #[tokio::test]
 async fn the_admin_listener_answers_until_the_drain_has_ended() {
     let backend = TestBackend::start().await;
@@ -142,7 +111,8 @@ async fn the_admin_listener_answers_until_the_drain_has_ended() {
     );
     let strait = start_strait(&yaml).await;
     let admin = strait.admin().unwrap();
-    let (tx, mut replies) = open_stream(strait.entrypoint("web").unwrap()).await;
+    let (tx, mut replies) =
+        strait_test::open_bidi(&mut echo_client(strait.entrypoint("web").unwrap()).await).await;
 
     let mut drain = strait.drain_watch();
     let stop = tokio::spawn(strait.stop());
@@ -166,7 +136,8 @@ async fn reload_is_refused_once_the_drain_has_started() {
     let backend = TestBackend::start().await;
     let yaml = single_service_config(&[backend.url()]);
     let strait = start_strait(&yaml).await;
-    let (tx, mut replies) = open_stream(strait.entrypoint("web").unwrap()).await;
+    let (tx, mut replies) =
+        strait_test::open_bidi(&mut echo_client(strait.entrypoint("web").unwrap()).await).await;
 
     let handle = strait.clone();
     let mut drain = strait.drain_watch();

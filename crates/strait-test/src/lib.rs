@@ -73,6 +73,27 @@ pub async fn echo_client(addr: SocketAddr) -> EchoClient<Channel> {
         .max_encoding_message_size(strait_grpc::echo::MAX_MESSAGE_SIZE)
 }
 
+/// Opens a bidirectional stream on `client` and exchanges one message on it; the stream
+/// stays open while the sender lives.
+pub async fn open_bidi(
+    client: &mut EchoClient<Channel>,
+) -> (
+    tokio::sync::mpsc::Sender<strait_grpc::echo::EchoRequest>,
+    tonic::Streaming<strait_grpc::echo::EchoReply>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let mut replies = client
+        .bidi(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(strait_grpc::echo::EchoRequest::default())
+        .await
+        .unwrap();
+    replies.message().await.unwrap().unwrap();
+    (tx, replies)
+}
+
 /// One h2c connection to `addr`.
 pub async fn channel(addr: SocketAddr) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
