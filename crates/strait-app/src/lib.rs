@@ -2,10 +2,10 @@
 //! and drains on shutdown.
 
 mod admin;
-mod deadline;
 pub mod demo;
-mod idle;
+mod pipeline;
 mod proxy;
+mod snapshot;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,6 +13,8 @@ use strait_upstream::Answer;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::deadline::{self, Deadline};
+use crate::idle::StreamIdle;
 use crate::limits::Admission;
 use crate::outcome::{self, Ending, Verdict};
 use crate::replay::Replay;
@@ -33,8 +35,11 @@ pub struct CallContext<'a> {
     pub retries: &'a Retries,
     /// The router's traffic class, over the one the request's header names.
     pub class: Option<&'a str>,
-    /// The client's deadline (grpc-timeout or the route's timeout).
-    pub deadline: Option<Instant>,
+    /// The client's deadline (grpc-timeout or the route's timeout): no try outlives it, and
+    /// the response body is cut when it passes.
+    pub deadline: Option<Deadline>,
+    /// The router's `stream_idle_timeout`, running since the request arrived.
+    pub idle: Option<&'a StreamIdle>,
     pub grpc: bool,
     pub hash_key: Option<u64>,
 }
@@ -51,6 +56,9 @@ pub enum Failure {
     },
     /// Every try failed.
     Failed { error: ProxyError, tries: u32 },
+    /// The stream carried no DATA for the router's `stream_idle_timeout` before the
+    /// response head came.
+    Idle { error: ProxyError },
 }
 
 /// The try that answered: fed its outcome when the response stream ends, and holding the
@@ -65,15 +73,137 @@ pub struct Completion {
     tries: u32,
 }
 
+/// One request's tries: what was tried, and what they hold until the request ends.
+struct Tries<'a> {
+    service: &'a Arc<Service>,
+    cx: &'a CallContext<'a>,
+    parts: http::request::Parts,
+    replay: Replay,
+    /// Capped at 10 (the policy's limit), so no allocation is needed.
+    tried: [usize; MAX_TRIES],
+    tried_len: usize,
+    count: u32,
+    admission: Option<Admission>,
+    /// The budget counts a retry until the next try has an answer.
+    _permit: Option<RetryPermit>,
+}
+
+/// A try in flight on one endpoint: counted there until its answer is judged.
+struct Attempt {
+    index: usize,
+    in_flight: InFlight,
+}
+
+/// What a try's answer means for the request.
+enum Step {
+    /// Final: the client gets this response.
+    Answer(Response<Body>),
+    /// Worth another try; if there is none, `outcome` is the answer after all.
+    Retry {
+        reason: Reason,
+        outcome: Result<Response<Body>, ProxyError>,
+        verdict: Verdict,
+    },
+    /// Final: the request failed.
+    Fail(ProxyError, Verdict),
+    /// The endpoint's connection limits turned the request away before sending it.
+    Reject(ProxyError),
+}
+
 // === impl Service ===
 
 impl Service {
     /// Sends `request` to one of the service's endpoints, retrying as `cx.retries` allows.
+    /// The response's body keeps honouring the deadline and the idle timeout as it streams.
     pub async fn call(
         self: &Arc<Self>,
         request: Request<Body>,
         cx: CallContext<'_>,
     ) -> Result<(Response<Body>, Completion), Failure> {
+        let (response, completion) = match cx.idle {
+            None => self.tries(request, &cx).await?,
+            // Boxed: only routers with the timeout carry this future.
+            Some(idle) => Box::pin(async {
+                tokio::select! {
+                    result = self.tries(request, &cx) => result,
+                    () = idle.expired(&self.metrics) => Err(Failure::Idle { error: idle.error() }),
+                }
+            })
+            .await?,
+        };
+        let response = match cx.deadline {
+            Some(deadline) => deadline.bound(response, cx.grpc),
+            None => response,
+        };
+        let response = match cx.idle {
+            Some(idle) => idle.clone().bound(response, cx.grpc, &self.metrics),
+            None => response,
+        };
+        Ok((response, completion))
+    }
+
+    async fn tries(
+        self: &Arc<Self>,
+        request: Request<Body>,
+        cx: &CallContext<'_>,
+    ) -> Result<(Response<Body>, Completion), Failure> {
+        let (mut tries, mut pick) = self.admit(request, cx)?;
+        loop {
+            let attempt = tries.attempt(pick);
+            let request = tries.request();
+            let result = self.send(cx, &pick, request).await;
+            let now = Instant::now();
+            let step = tries.judge(&attempt, result, now);
+            let (reason, outcome, verdict) = match step {
+                Step::Answer(response) => return Ok(tries.answered(response, attempt)),
+                Step::Fail(error, verdict) => return Err(tries.failed(error, attempt, verdict)),
+                Step::Reject(error) => return Err(tries.rejected(error, attempt)),
+                Step::Retry {
+                    reason,
+                    outcome,
+                    verdict,
+                } => (reason, outcome, verdict),
+            };
+            let (next, permit, wait) = match self.next_try(cx, reason, &tries, now) {
+                Ok(next) => next,
+                Err(why) => {
+                    debug!(router = %cx.router, service = %self.name, tries = tries.count, "not retrying: {why}");
+                    return match outcome {
+                        // The answer that was worth a retry is the answer after all; its
+                        // stream's end is judged like any other.
+                        Ok(response) => Ok(tries.answered(response, attempt)),
+                        Err(error) => Err(tries.failed(error, attempt, verdict)),
+                    };
+                }
+            };
+            let index = attempt.index;
+            attempt.settle(self, verdict);
+            drop(outcome);
+            self.metrics.retried(cx.router, reason.on.as_str());
+            debug!(
+                router = %cx.router,
+                service = %self.name,
+                endpoint = %self.endpoints[index].label(),
+                tries = tries.count,
+                "retrying ({}) after {wait:?}",
+                reason.on.as_str()
+            );
+            pick = next;
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+                pick.at = Instant::now();
+                pick.nanos = self.outlier.nanos(pick.at);
+            }
+            tries._permit = permit;
+        }
+    }
+
+    /// Admission under the service's request limits, and the first endpoint.
+    fn admit<'a>(
+        self: &'a Arc<Self>,
+        request: Request<Body>,
+        cx: &'a CallContext<'a>,
+    ) -> Result<(Tries<'a>, Pick), Failure> {
         let admission = match self.limits.admit(&self.name, cx.class, request.headers()) {
             Ok(admission) => admission,
             Err((error, reason)) => {
@@ -101,149 +231,52 @@ impl Service {
                 });
             }
         };
-
         let (parts, body) = request.into_parts();
-        let replay = Replay::new(body, cx.retries.buffer());
-        // Tries are capped at 10 (the policy's limit), so no allocation is needed.
-        let mut tried = [usize::MAX; MAX_TRIES];
-        let mut tried_len = 0;
-        let mut pick = first;
-        let mut tries = 0u32;
-        let mut _permit: Option<RetryPermit> = None;
-        let mut admission = Some(admission);
-        loop {
-            tries += 1;
-            if tried_len < MAX_TRIES {
-                tried[tried_len] = pick.index;
-                tried_len += 1;
-            }
-            let endpoint = &self.endpoints[pick.index];
-            let state = &self.states[pick.index];
-            let mut attempt = rebuild(&parts, &replay);
-            if tries > 1 && cx.grpc {
-                attempt
-                    .headers_mut()
-                    .insert(PREVIOUS_ATTEMPTS.clone(), HeaderValue::from(tries - 1));
-            }
+        let tries = Tries {
+            service: self,
+            cx,
+            replay: Replay::new(body, cx.retries.buffer()),
+            parts,
+            tried: [usize::MAX; MAX_TRIES],
+            tried_len: 0,
+            count: 0,
+            admission: Some(admission),
+            _permit: None,
+        };
+        Ok((tries, first))
+    }
 
-            let mut in_flight = Some(state.started(pick.nanos));
-            let per_try = cx.retries.per_try_timeout().map(|t| pick.at + t);
-            let until = match (per_try, cx.deadline) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            // The send future is made where it is awaited: bound to a local first, it would
-            // be stored twice in this future (once per branch), and every layer above
-            // multiplies what each request's future weighs and copies.
-            let result = match until {
-                Some(until) => match tokio::time::timeout_at(until, endpoint.send(attempt)).await {
-                    Ok(result) => result,
-                    Err(_) if per_try == Some(until) => Err(ProxyError::new(
-                        ErrorKind::UpstreamReset,
-                        Side::Proxy,
-                        format!(
-                            "endpoint {} did not answer within the per-try timeout",
-                            endpoint.label()
-                        ),
-                    )),
-                    // The client's own deadline: the caller answers DEADLINE_EXCEEDED.
-                    Err(_) => Err(ProxyError::new(
-                        ErrorKind::DeadlineExceeded,
-                        Side::Proxy,
-                        format!("deadline exceeded on router `{}`", cx.router),
-                    )),
-                },
-                None => endpoint.send(attempt).await,
-            };
-            let now = Instant::now();
-            let (reason, outcome, verdict) = match result {
-                Ok(Answer { response, sent_at }) => {
-                    state.observe(now - sent_at, now);
-                    let grpc_status = strait_telemetry::grpc_status_of(response.headers())
-                        .map(|(code, _)| Code::from_u32(code).unwrap_or(Code::Unknown));
-                    let Some(reason) =
-                        cx.retries
-                            .on_response(response.status(), grpc_status, cx.grpc)
-                    else {
-                        replay.finish();
-                        let done = self.completion(pick.index, &mut admission, in_flight, tries);
-                        return Ok((response, done));
-                    };
-                    let head = Ending {
-                        http_status: Some(response.status().as_u16()),
-                        grpc_status: grpc_status.map(Code::as_u32),
-                        ..Ending::default()
-                    };
-                    let verdict = outcome::of_ending(&head, self.outlier.failing_statuses());
-                    (reason, Ok(response), verdict)
-                }
-                // The endpoint's connection limits turned it away before sending: the
-                // request comes back whole, for the router's fallback.
-                Err(error) if error.kind() == ErrorKind::Overloaded && replay.can_replay() => {
-                    drop(in_flight);
-                    self.metrics.rejected(&self.name, "max_pending");
-                    return Err(Failure::Rejected {
-                        request: Box::new(rebuild(&parts, &replay)),
-                        error,
-                        reason: "max_pending",
-                    });
-                }
-                Err(error) => {
-                    let verdict = outcome::of_error(&error);
-                    match cx.retries.on_error(&error) {
-                        Some(reason) => (reason, Err(error), verdict),
-                        None => {
-                            drop(in_flight);
-                            self.judge(pick.index, verdict);
-                            replay.finish();
-                            return Err(Failure::Failed { error, tries });
-                        }
-                    }
-                }
-            };
-
-            match self.next_try(&cx, reason, tries, &tried[..tried_len], &replay, now) {
-                Err(why) => {
-                    debug!(router = %cx.router, service = %self.name, tries, "not retrying: {why}");
-                    replay.finish();
-                    return match outcome {
-                        // The answer that was worth a retry is the answer after all; its
-                        // stream's end is judged like any other.
-                        Ok(response) => {
-                            let done =
-                                self.completion(pick.index, &mut admission, in_flight, tries);
-                            Ok((response, done))
-                        }
-                        Err(error) => {
-                            drop(in_flight);
-                            self.judge(pick.index, verdict);
-                            Err(Failure::Failed { error, tries })
-                        }
-                    };
-                }
-                Ok((next, permit, wait)) => {
-                    drop(in_flight.take());
-                    self.judge(pick.index, verdict);
-                    drop(outcome);
-                    self.metrics.retried(cx.router, reason.on.as_str());
-                    debug!(
-                        router = %cx.router,
-                        service = %self.name,
-                        endpoint = %endpoint.label(),
-                        tries,
-                        "retrying ({}) after {wait:?}",
-                        reason.on.as_str()
-                    );
-                    pick = next;
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                        pick.at = Instant::now();
-                        pick.nanos = self.outlier.nanos(pick.at);
-                    }
-                    // The budget counts this retry until the next try has an answer.
-                    _permit = permit;
-                }
-            }
+    /// One try on the picked endpoint, within the per-try timeout and the deadline.
+    async fn send(
+        &self,
+        cx: &CallContext<'_>,
+        pick: &Pick,
+        request: Request<Body>,
+    ) -> Result<Answer, ProxyError> {
+        let endpoint = &self.endpoints[pick.index];
+        let per_try = cx.retries.per_try_timeout().map(|t| pick.at + t);
+        let until = match (per_try, cx.deadline) {
+            (Some(a), Some(b)) => Some(a.min(b.at())),
+            (a, b) => a.or(b.map(|b| b.at())),
+        };
+        // The send future is made where it is awaited: bound to a local first, it would be
+        // stored twice in this future (once per branch), and every layer above multiplies
+        // what each request's future weighs and copies.
+        match until {
+            Some(until) => match tokio::time::timeout_at(until, endpoint.send(request)).await {
+                Ok(result) => result,
+                Err(_) if per_try == Some(until) => Err(ProxyError::new(
+                    ErrorKind::UpstreamReset,
+                    Side::Proxy,
+                    format!(
+                        "endpoint {} did not answer within the per-try timeout",
+                        endpoint.label()
+                    ),
+                )),
+                // The client's own deadline: the client gets DEADLINE_EXCEEDED.
+                Err(_) => Err(deadline::exceeded(cx.router)),
+            },
+            None => endpoint.send(request).await,
         }
     }
 
@@ -252,23 +285,24 @@ impl Service {
         &self,
         cx: &CallContext<'_>,
         reason: Reason,
-        tries: u32,
-        tried: &[usize],
-        replay: &Replay,
+        tries: &Tries<'_>,
         now: Instant,
     ) -> Result<(Pick, Option<RetryPermit>, Duration), &'static str> {
-        if !cx.retries.may_try_again(tries, reason) {
+        if !cx.retries.may_try_again(tries.count, reason) {
             return Err("no tries left");
         }
-        if !replay.can_replay() {
+        if !tries.replay.can_replay() {
             return Err("the request body outgrew the replay buffer");
         }
         let wait = if reason.transparent {
             Duration::ZERO
         } else {
-            cx.retries.backoff(tries)
+            cx.retries.backoff(tries.count)
         };
-        if cx.deadline.is_some_and(|deadline| now + wait >= deadline) {
+        if cx
+            .deadline
+            .is_some_and(|deadline| now + wait >= deadline.at())
+        {
             return Err("the client's deadline would pass");
         }
         // Requests the backend never saw cost it nothing: they are outside the budget.
@@ -284,25 +318,9 @@ impl Service {
             }
         };
         let next = self
-            .pick(cx.hash_key, tried)
+            .pick(cx.hash_key, tries.tried())
             .map_err(|_| "no endpoint is left to try")?;
         Ok((next, permit, wait))
-    }
-
-    fn completion(
-        self: &Arc<Self>,
-        index: usize,
-        admission: &mut Option<Admission>,
-        in_flight: Option<InFlight>,
-        tries: u32,
-    ) -> Completion {
-        Completion {
-            service: self.clone(),
-            index,
-            _admission: admission.take(),
-            in_flight,
-            tries,
-        }
     }
 
     /// Feeds a verdict on endpoint `index` to outlier detection.
@@ -318,6 +336,133 @@ impl Service {
             (&self.name, endpoint.label()),
             &self.metrics,
         );
+    }
+}
+
+// === impl Tries ===
+
+impl Tries<'_> {
+    /// Starts a try on `pick`: counted as tried, and in flight on its endpoint.
+    fn attempt(&mut self, pick: Pick) -> Attempt {
+        self.count += 1;
+        if self.tried_len < MAX_TRIES {
+            self.tried[self.tried_len] = pick.index;
+            self.tried_len += 1;
+        }
+        Attempt {
+            index: pick.index,
+            in_flight: self.service.states[pick.index].started(pick.nanos),
+        }
+    }
+
+    fn tried(&self) -> &[usize] {
+        &self.tried[..self.tried_len]
+    }
+
+    /// The request for the current try, with a body that replays what was sent so far.
+    fn request(&self) -> Request<Body> {
+        let mut request = rebuild(&self.parts, &self.replay);
+        if self.count > 1 && self.cx.grpc {
+            request
+                .headers_mut()
+                .insert(PREVIOUS_ATTEMPTS.clone(), HeaderValue::from(self.count - 1));
+        }
+        request
+    }
+
+    /// What the current try's result means for the request.
+    fn judge(&self, attempt: &Attempt, result: Result<Answer, ProxyError>, now: Instant) -> Step {
+        let retries = self.cx.retries;
+        match result {
+            Ok(Answer { response, sent_at }) => {
+                self.service.states[attempt.index].observe(now - sent_at, now);
+                let grpc_status = strait_telemetry::grpc_status_of(response.headers())
+                    .map(|(code, _)| Code::from_u32(code).unwrap_or(Code::Unknown));
+                let Some(reason) =
+                    retries.on_response(response.status(), grpc_status, self.cx.grpc)
+                else {
+                    return Step::Answer(response);
+                };
+                let head = Ending {
+                    http_status: Some(response.status().as_u16()),
+                    grpc_status: grpc_status.map(Code::as_u32),
+                    ..Ending::default()
+                };
+                let verdict = outcome::of_ending(&head, self.service.outlier.failing_statuses());
+                Step::Retry {
+                    reason,
+                    outcome: Ok(response),
+                    verdict,
+                }
+            }
+            // The endpoint's connection limits turned it away before sending: the request
+            // comes back whole, for the router's fallback.
+            Err(error) if error.kind() == ErrorKind::Overloaded && self.replay.can_replay() => {
+                Step::Reject(error)
+            }
+            Err(error) => {
+                let verdict = outcome::of_error(&error);
+                match retries.on_error(&error) {
+                    Some(reason) => Step::Retry {
+                        reason,
+                        outcome: Err(error),
+                        verdict,
+                    },
+                    None => Step::Fail(error, verdict),
+                }
+            }
+        }
+    }
+
+    /// The request is answered by `attempt`'s response.
+    fn answered(
+        mut self,
+        response: Response<Body>,
+        attempt: Attempt,
+    ) -> (Response<Body>, Completion) {
+        self.replay.finish();
+        let completion = Completion {
+            service: self.service.clone(),
+            index: attempt.index,
+            _admission: self.admission.take(),
+            in_flight: Some(attempt.in_flight),
+            tries: self.count,
+        };
+        (response, completion)
+    }
+
+    /// The request failed on `attempt`.
+    fn failed(self, error: ProxyError, attempt: Attempt, verdict: Verdict) -> Failure {
+        attempt.settle(self.service, verdict);
+        self.replay.finish();
+        Failure::Failed {
+            error,
+            tries: self.count,
+        }
+    }
+
+    /// The endpoint's limits turned the request away; it comes back whole.
+    fn rejected(self, error: ProxyError, attempt: Attempt) -> Failure {
+        drop(attempt);
+        self.service
+            .metrics
+            .rejected(&self.service.name, "max_pending");
+        Failure::Rejected {
+            request: Box::new(rebuild(&self.parts, &self.replay)),
+            error,
+            reason: "max_pending",
+        }
+    }
+}
+
+// === impl Attempt ===
+
+impl Attempt {
+    /// The try is over: it no longer counts in flight, and `verdict` goes to outlier
+    /// detection.
+    fn settle(self, service: &Service, verdict: Verdict) {
+        drop(self.in_flight);
+        service.judge(self.index, verdict);
     }
 }
 

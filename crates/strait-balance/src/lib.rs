@@ -4,7 +4,9 @@
 mod balancer;
 mod breaker;
 mod call;
+mod deadline;
 mod health;
+mod idle;
 mod limits;
 mod outcome;
 mod outlier;
@@ -20,12 +22,13 @@ use http::HeaderMap;
 use strait_config::{HashOn, PanicMode};
 use strait_core::{ErrorKind, ProxyError, Side};
 use strait_telemetry::Metrics;
-use strait_tls::UpstreamConnector;
 use strait_upstream::Endpoint;
 use tokio::time::Instant;
 
 pub use breaker::{RouteBreaker, Ticket};
 pub use call::{CallContext, Completion, Failure};
+pub use deadline::Deadline;
+pub use idle::StreamIdle;
 pub use limits::Admission;
 pub use outcome::{of_ending, of_error, Ending, Verdict};
 pub use replay::{Replay, ReplayBody};
@@ -69,30 +72,16 @@ pub(crate) struct Pick {
 // === impl Service ===
 
 impl Service {
-    /// `tls` is the service's connector for its `https://` servers. Active health checks
-    /// start here, so this runs inside the runtime.
+    /// `endpoints` are the service's servers, in `config.servers` order, ready to connect
+    /// (the caller gives them their TLS). Active health checks start here, so this runs
+    /// inside the runtime.
     pub fn new(
         name: &str,
         config: &strait_config::Service,
-        tls: Option<&UpstreamConnector>,
+        endpoints: Vec<Arc<Endpoint>>,
         metrics: &Metrics,
     ) -> Service {
         let name: Arc<str> = Arc::from(name);
-        let endpoints: Vec<_> = config
-            .servers
-            .iter()
-            .map(|server| {
-                Arc::new(Endpoint::new(
-                    &server.url,
-                    tls,
-                    &config.http2,
-                    &config.lifecycle,
-                    &config.limits,
-                    config.connect_timeout,
-                    metrics,
-                ))
-            })
-            .collect();
         let now = Instant::now();
         let states: Vec<_> = endpoints
             .iter()

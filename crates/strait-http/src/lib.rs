@@ -20,7 +20,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use strait_core::Body;
 
-pub use respond::{error_response, grpc_needs_http2, is_grpc_over_http1, text_response};
+pub use respond::{is_grpc_over_http1, respond, text_response, Reply, ReplyFormat};
 pub use server::serve;
 pub use server::ListenerConfig;
 

@@ -8,6 +8,7 @@ use http::uri::{Authority, Scheme};
 use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 
 use strait_config::PathNormalization;
+use strait_core::RequestHead;
 
 use crate::ConnInfo;
 
@@ -92,36 +93,42 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The client's authority: `:authority` on HTTP/2, `Host` on HTTP/1.1.
 pub fn authority<B>(request: &Request<B>) -> Option<Authority> {
-    if let Some(authority) = request.uri().authority() {
+    authority_of(request.uri(), request.headers())
+}
+
+fn authority_of(uri: &Uri, headers: &HeaderMap) -> Option<Authority> {
+    if let Some(authority) = uri.authority() {
         return Some(authority.clone());
     }
-    let host = request.headers().get(HOST)?;
+    let host = headers.get(HOST)?;
     Authority::try_from(host.as_bytes()).ok()
 }
 
-/// Turns a client's request into the one sent upstream: hop-by-hop headers removed, the
+/// Turns a client's request head into the one sent upstream: hop-by-hop headers removed, the
 /// authority moved into an absolute URI (each upstream protocol takes it from there), and the
 /// forwarding headers set.
-pub fn to_upstream<B>(request: &mut Request<B>, conn: &ConnInfo) {
-    let authority = authority(request);
-    let headers = request.headers_mut();
+pub fn to_upstream(head: &mut RequestHead, conn: &ConnInfo) {
+    upstream_parts(&mut head.uri, &mut head.headers, conn);
+}
+
+fn upstream_parts(uri: &mut Uri, headers: &mut HeaderMap, conn: &ConnInfo) {
+    let authority = authority_of(uri, headers);
     strip_hop_by_hop(headers);
     headers.remove(HOST);
     add_forwarded(headers, conn, authority.as_ref());
 
-    let mut uri = http::uri::Parts::default();
-    let path = request
-        .uri()
+    let mut parts = http::uri::Parts::default();
+    let path = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
     if let Some(authority) = authority {
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(authority);
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(authority);
     }
-    uri.path_and_query = Some(path);
-    if let Ok(uri) = Uri::from_parts(uri) {
-        *request.uri_mut() = uri;
+    parts.path_and_query = Some(path);
+    if let Ok(absolute) = Uri::from_parts(parts) {
+        *uri = absolute;
     }
 }
 
@@ -260,6 +267,12 @@ mod tests {
 
     use super::*;
 
+    fn upstream<B>(request: &mut Request<B>, conn: &ConnInfo) {
+        let mut uri = std::mem::take(request.uri_mut());
+        upstream_parts(&mut uri, request.headers_mut(), conn);
+        *request.uri_mut() = uri;
+    }
+
     fn conn(remote: &str) -> ConnInfo {
         ConnInfo::new(
             Arc::from("web"),
@@ -282,7 +295,7 @@ mod tests {
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();
-        to_upstream(&mut request, &conn("10.1.2.3:5555"));
+        upstream(&mut request, &conn("10.1.2.3:5555"));
         assert_eq!(
             request.uri().to_string(),
             "http://api.example.com:8080/shop.Orders/Place?x=1"
@@ -315,7 +328,7 @@ mod tests {
             .header("forwarded", "for=192.0.2.1")
             .body(())
             .unwrap();
-        to_upstream(&mut request, &conn("[::1]:4000"));
+        upstream(&mut request, &conn("[::1]:4000"));
         assert_eq!(request.headers()["x-forwarded-for"], "192.0.2.1, ::1");
         assert_eq!(
             request.headers()["forwarded"],
@@ -333,7 +346,7 @@ mod tests {
             .header("x-custom", "b")
             .body(())
             .unwrap();
-        to_upstream(&mut request, &conn("127.0.0.1:1"));
+        upstream(&mut request, &conn("127.0.0.1:1"));
         let h = request.headers();
         assert_eq!(h["te"], "trailers");
         assert_eq!(h["grpc-timeout"], "1S");
@@ -349,7 +362,7 @@ mod tests {
                 builder = builder.header("te", *v);
             }
             let mut request = builder.body(()).unwrap();
-            to_upstream(&mut request, &conn("127.0.0.1:1"));
+            upstream(&mut request, &conn("127.0.0.1:1"));
             let te: Vec<_> = request.headers().get_all("te").iter().collect();
             assert_eq!(te, ["trailers"], "te {values:?}");
         }
@@ -358,7 +371,7 @@ mod tests {
     #[test]
     fn te_other_than_trailers_is_dropped() {
         let mut request = Request::get("/").header("te", "gzip").body(()).unwrap();
-        to_upstream(&mut request, &conn("127.0.0.1:1"));
+        upstream(&mut request, &conn("127.0.0.1:1"));
         assert!(!request.headers().contains_key("te"));
         assert_eq!(request.uri(), "/");
     }

@@ -1,6 +1,7 @@
 use http::header::HOST;
-use http::Request;
+use http::{HeaderMap, Uri};
 use strait_config::{HostMatch, Match, ValueMatch};
+use strait_core::RequestHead;
 use strait_tls::ClientIdentity;
 
 /// One router's conditions, ready to evaluate without allocating.
@@ -64,14 +65,14 @@ impl Matcher {
         }
     }
 
-    pub(crate) fn matches<B>(&self, request: &Request<B>, client: Option<&ClientIdentity>) -> bool {
+    pub(crate) fn matches(&self, head: &RequestHead, client: Option<&ClientIdentity>) -> bool {
         let m = &self.conditions;
         if let Some(san) = &m.client_cert_san {
             if !client.is_some_and(|c| c.has_san(san)) {
                 return false;
             }
         }
-        let path = request.uri().path();
+        let path = head.uri.path();
         if let Some(expected) = &m.path {
             if path != expected {
                 return false;
@@ -92,16 +93,16 @@ impl Matcher {
                 return false;
             }
         }
-        if !m.methods.is_empty() && !m.methods.contains(request.method()) {
+        if !m.methods.is_empty() && !m.methods.contains(&head.method) {
             return false;
         }
         if let Some(host) = &m.host {
-            if !host_matches(host, request) {
+            if !host_matches(host, &head.uri, &head.headers) {
                 return false;
             }
         }
         for (name, expected) in &m.headers {
-            let mut values = request.headers().get_all(name).iter();
+            let mut values = head.headers.get_all(name).iter();
             let found = match expected {
                 ValueMatch::Present => values.next().is_some(),
                 ValueMatch::Exact(want) => values.any(|v| v.as_bytes() == want.as_bytes()),
@@ -112,7 +113,7 @@ impl Matcher {
             }
         }
         if !m.query.is_empty() {
-            let query = request.uri().query().unwrap_or("");
+            let query = head.uri.query().unwrap_or("");
             for (name, expected) in &m.query {
                 if !query_matches(query, name, expected) {
                     return false;
@@ -133,10 +134,10 @@ fn grpc_path(path: &str) -> Option<(&str, &str)> {
     Some((service, method))
 }
 
-fn host_matches<B>(expected: &HostMatch, request: &Request<B>) -> bool {
-    let raw = match request.uri().host() {
+fn host_matches(expected: &HostMatch, uri: &Uri, headers: &HeaderMap) -> bool {
+    let raw = match uri.host() {
         Some(host) => host,
-        None => match request.headers().get(HOST).and_then(|h| h.to_str().ok()) {
+        None => match headers.get(HOST).and_then(|h| h.to_str().ok()) {
             Some(host) => host,
             None => return false,
         },

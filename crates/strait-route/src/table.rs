@@ -1,61 +1,46 @@
-use std::sync::Arc;
-use std::time::Duration;
-
-use http::Request;
 use strait_config::Config;
+use strait_core::RequestHead;
 use strait_tls::ClientIdentity;
 
 use crate::matcher::Matcher;
 
-/// The routers of one config snapshot, in match order, per entrypoint. Built once at load;
-/// lookups take no lock and allocate nothing.
+/// The routers of one config snapshot, in match order, per entrypoint, each with its
+/// runtime `R` (a [`crate::Route`] in the proxy). Built once at load; lookups take no lock
+/// and allocate nothing, and hand back the runtime itself.
 #[derive(Debug)]
-pub struct RouteTable {
-    by_entrypoint: Vec<Vec<Arc<Route>>>,
-}
-
-/// One router, compiled.
-#[derive(Debug)]
-pub struct Route {
-    pub name: Arc<str>,
-    /// The router's position in the config's `routers`.
-    pub index: usize,
-    /// Index of the router's service in the config's `services`.
-    pub service: usize,
-    pub timeout: Option<Duration>,
-    matcher: Matcher,
+pub struct RouteTable<R> {
+    /// Per entrypoint (in config order), indexes into `routes` in match order.
+    by_entrypoint: Vec<Vec<usize>>,
+    routes: Vec<(Matcher, R)>,
 }
 
 // === impl RouteTable ===
 
-impl RouteTable {
+impl<R> RouteTable<R> {
     /// Orders routers by explicit `priority` (higher first, 0 when absent), then by
-    /// specificity, then by their order in the file.
-    pub fn new(config: &Config) -> RouteTable {
-        let mut ranked: Vec<(i64, _, usize, Arc<Route>, &[String])> = config
-            .routers
-            .iter()
-            .enumerate()
-            .filter_map(|(position, (name, router))| {
-                let service = config.services.get_index_of(&router.service)?;
-                let matcher = Matcher::new(router.matcher.clone());
-                let specificity = matcher.specificity();
-                let route = Arc::new(Route {
-                    name: Arc::from(name.as_str()),
-                    index: position,
-                    service,
-                    timeout: router.timeout,
-                    matcher,
-                });
-                Some((
-                    router.priority.unwrap_or(0),
-                    specificity,
-                    position,
-                    route,
-                    router.entrypoints.as_slice(),
-                ))
-            })
-            .collect();
+    /// specificity, then by their order in the file. `build` makes each router's runtime
+    /// from its name and config; a router it returns `None` for is left out.
+    pub fn new(
+        config: &Config,
+        mut build: impl FnMut(&str, &strait_config::Router) -> Option<R>,
+    ) -> RouteTable<R> {
+        let mut routes = Vec::with_capacity(config.routers.len());
+        let mut ranked = Vec::with_capacity(config.routers.len());
+        for (position, (name, router)) in config.routers.iter().enumerate() {
+            let Some(runtime) = build(name, router) else {
+                continue;
+            };
+            let matcher = Matcher::new(router.matcher.clone());
+            let specificity = matcher.specificity();
+            ranked.push((
+                router.priority.unwrap_or(0),
+                specificity,
+                position,
+                routes.len(),
+                router.entrypoints.as_slice(),
+            ));
+            routes.push((matcher, runtime));
+        }
         ranked.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
 
         let by_entrypoint = config
@@ -65,24 +50,42 @@ impl RouteTable {
                 ranked
                     .iter()
                     .filter(|(.., entrypoints)| entrypoints.iter().any(|e| e == entrypoint))
-                    .map(|(_, _, _, route, _)| route.clone())
+                    .map(|&(_, _, _, index, _)| index)
                     .collect()
             })
             .collect();
-        RouteTable { by_entrypoint }
+        RouteTable {
+            by_entrypoint,
+            routes,
+        }
     }
 
-    /// The first router on `entrypoint` (its index in the config) whose conditions all hold.
-    /// `client` is the verified client certificate, on mTLS entrypoints.
-    pub fn route<B>(
+    /// A table with no routers.
+    pub fn empty() -> RouteTable<R> {
+        RouteTable {
+            by_entrypoint: Vec::new(),
+            routes: Vec::new(),
+        }
+    }
+
+    /// The runtime of the first router on `entrypoint` (its index in the config) whose
+    /// conditions all hold. `client` is the verified client certificate, on mTLS entrypoints.
+    pub fn route(
         &self,
         entrypoint: usize,
-        request: &Request<B>,
+        head: &RequestHead,
         client: Option<&ClientIdentity>,
-    ) -> Option<&Arc<Route>> {
+    ) -> Option<&R> {
         self.by_entrypoint
             .get(entrypoint)?
             .iter()
-            .find(|route| route.matcher.matches(request, client))
+            .filter_map(|&index| self.routes.get(index))
+            .find(|(matcher, _)| matcher.matches(head, client))
+            .map(|(_, runtime)| runtime)
+    }
+
+    /// Every router's runtime, in config order.
+    pub fn routes(&self) -> impl Iterator<Item = &R> {
+        self.routes.iter().map(|(_, runtime)| runtime)
     }
 }

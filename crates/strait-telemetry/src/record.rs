@@ -5,8 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::header::{HeaderValue, HOST};
 use http::uri::{Authority, PathAndQuery};
-use http::{Method, Request};
+use http::Method;
 use serde::ser::{Serialize, SerializeMap, Serializer};
+use strait_core::RequestHead;
 use strait_grpc::Code;
 
 use crate::body::{End, Outcome};
@@ -147,21 +148,21 @@ impl RequestRecord {
     /// `Host`), path, whether it is gRPC, `x-request-id` and `traceparent`. Call it before
     /// the request is rewritten for the upstream. Header values and URI parts are
     /// reference-counted, so this copies no strings.
-    pub fn for_request<B>(
+    pub fn for_request(
         entrypoint: Arc<str>,
         protocol: Protocol,
-        request: &Request<B>,
+        request: &RequestHead,
     ) -> RequestRecord {
-        let headers = request.headers();
-        let authority = request.uri().authority().cloned().or_else(|| {
+        let headers = &request.headers;
+        let authority = request.uri.authority().cloned().or_else(|| {
             headers
                 .get(HOST)
                 .and_then(|host| Authority::try_from(host.as_bytes()).ok())
         });
         RequestRecord {
-            method: request.method().clone(),
+            method: request.method.clone(),
             authority,
-            path: request.uri().path_and_query().cloned(),
+            path: request.uri.path_and_query().cloned(),
             grpc: strait_grpc::is_grpc(headers),
             request_id: headers.get(X_REQUEST_ID).cloned(),
             traceparent: headers.get("traceparent").cloned(),

@@ -1,20 +1,23 @@
 use http::Request;
 use strait_config::{parse_str, Format};
+use strait_core::RequestHead;
 
 use crate::RouteTable;
 
-fn table(routers: &str) -> RouteTable {
+/// Each router's runtime is its name.
+fn table(routers: &str) -> RouteTable<String> {
     let yaml = format!(
         "entrypoints:\n  web: {{ address: 127.0.0.1:0 }}\n  internal: {{ address: 127.0.0.1:0 }}\n\
          services:\n  a: {{ servers: [h2c://127.0.0.1:1] }}\n\
          routers:\n{routers}"
     );
     let config = parse_str(&yaml, Format::Yaml, "test.yaml").unwrap();
-    RouteTable::new(&config)
+    RouteTable::new(&config, |name, _| Some(name.to_owned()))
 }
 
-fn route(table: &RouteTable, request: Request<()>) -> Option<String> {
-    table.route(0, &request, None).map(|r| r.name.to_string())
+fn route(table: &RouteTable<String>, request: Request<()>) -> Option<String> {
+    let (head, ()) = RequestHead::from_request(request);
+    table.route(0, &head, None).cloned()
 }
 
 fn get(uri: &str) -> Request<()> {
@@ -142,9 +145,10 @@ fn ties_keep_file_order_and_entrypoints_filter() {
          \x20 internal_only: { entrypoints: [internal], match: { path: /x }, service: a }\n",
     );
     assert_eq!(route(&t, get("/x")).as_deref(), Some("first"));
-    let internal = t.route(1, &get("/x"), None).map(|r| r.name.to_string());
+    let head = RequestHead::copied_from(&get("/x"));
+    let internal = t.route(1, &head, None).cloned();
     assert_eq!(internal.as_deref(), Some("internal_only"));
-    assert!(t.route(7, &get("/x"), None).is_none());
+    assert!(t.route(7, &head, None).is_none());
 }
 
 #[test]

@@ -19,7 +19,11 @@ fn grpc_record(status: u32) -> RequestRecord {
         .header("content-type", "application/grpc")
         .body(())
         .unwrap();
-    let mut record = RequestRecord::for_request(name("web"), Protocol::H2c, &request);
+    let mut record = RequestRecord::for_request(
+        name("web"),
+        Protocol::H2c,
+        &strait_core::RequestHead::copied_from(&request),
+    );
     record.router = Some(name("orders"));
     record.service = Some(name("orders-svc"));
     record.http_status = Some(200);
@@ -99,7 +103,11 @@ fn record_request_counts_every_request_family() {
 fn plain_http_request_has_empty_grpc_labels() {
     let metrics = Metrics::new();
     let request = Request::get("/a.B/C").body(()).unwrap();
-    let mut record = RequestRecord::for_request(name("web"), Protocol::H1, &request);
+    let mut record = RequestRecord::for_request(
+        name("web"),
+        Protocol::H1,
+        &strait_core::RequestHead::copied_from(&request),
+    );
     record.router = Some(name("site"));
     record.service = Some(name("site"));
     record.http_status = Some(404);
@@ -139,7 +147,11 @@ fn grpc_method_labels_are_capped() {
             .header("content-type", "application/grpc")
             .body(())
             .unwrap();
-        let mut record = RequestRecord::for_request(name("web"), Protocol::H2, &request);
+        let mut record = RequestRecord::for_request(
+            name("web"),
+            Protocol::H2,
+            &strait_core::RequestHead::copied_from(&request),
+        );
         record.router = Some(name("r"));
         metrics.record_request(&record);
     }

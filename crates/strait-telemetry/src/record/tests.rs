@@ -1,3 +1,4 @@
+use http::Request;
 use serde_json::Value;
 
 use super::*;
@@ -51,7 +52,11 @@ fn for_request_reads_the_request_head() {
         )
         .body(())
         .unwrap();
-    let record = RequestRecord::for_request(Arc::from("web"), Protocol::H2c, &request);
+    let record = RequestRecord::for_request(
+        Arc::from("web"),
+        Protocol::H2c,
+        &strait_core::RequestHead::copied_from(&request),
+    );
     assert_eq!(record.method, Method::POST);
     assert_eq!(
         record.authority.as_ref().map(Authority::as_str),
@@ -63,7 +68,11 @@ fn for_request_reads_the_request_head() {
     assert!(record.traceparent.is_some());
 
     let plain = Request::get("http://example.com/a.B/C").body(()).unwrap();
-    let record = RequestRecord::for_request(Arc::from("web"), Protocol::H1, &plain);
+    let record = RequestRecord::for_request(
+        Arc::from("web"),
+        Protocol::H1,
+        &strait_core::RequestHead::copied_from(&plain),
+    );
     assert_eq!(
         record.authority.as_ref().map(Authority::as_str),
         Some("example.com")
@@ -78,7 +87,11 @@ fn json_line_has_every_field_set_and_omits_the_rest() {
         .header("x-request-id", "req-\"quoted\"")
         .body(())
         .unwrap();
-    let mut record = RequestRecord::for_request(Arc::from("websecure"), Protocol::H2, &request);
+    let mut record = RequestRecord::for_request(
+        Arc::from("websecure"),
+        Protocol::H2,
+        &strait_core::RequestHead::copied_from(&request),
+    );
     record.time = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
     record.router = Some(Arc::from("orders"));
     record.service = Some(Arc::from("orders"));

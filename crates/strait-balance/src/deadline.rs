@@ -8,14 +8,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Response};
 use http_body::Frame;
 use strait_core::{Body, BoxError, ErrorKind, ProxyError, Side};
 use strait_grpc::{Code, GRPC_TIMEOUT};
 use tokio::time::{Instant, Sleep};
 
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Deadline {
+pub struct Deadline {
     at: Instant,
 }
 
@@ -36,13 +36,12 @@ pin_project_lite::pin_project! {
 impl Deadline {
     /// `None` when neither the client nor the router sets one: nothing cuts a stream by
     /// default.
-    pub(crate) fn for_request<B>(
-        request: &Request<B>,
+    pub fn for_request(
+        headers: &HeaderMap,
         route_timeout: Option<Duration>,
         started: Instant,
     ) -> Option<Deadline> {
-        let client = request
-            .headers()
+        let client = headers
             .get(GRPC_TIMEOUT)
             .and_then(|v| strait_grpc::parse_timeout(v.as_bytes()));
         let timeout = match (client, route_timeout) {
@@ -53,12 +52,12 @@ impl Deadline {
         started.checked_add(timeout).map(|at| Deadline { at })
     }
 
-    pub(crate) fn at(&self) -> Instant {
+    pub fn at(&self) -> Instant {
         self.at
     }
 
     /// Tells the backend how long it has left, minus the time spent so far.
-    pub(crate) fn propagate(&self, headers: &mut HeaderMap) {
+    pub fn propagate(&self, headers: &mut HeaderMap) {
         let remaining = self.at.saturating_duration_since(Instant::now());
         headers.insert(GRPC_TIMEOUT, strait_grpc::encode_timeout(remaining));
     }
@@ -72,15 +71,17 @@ pub(crate) fn exceeded(router: &str) -> ProxyError {
     )
 }
 
-/// Keeps enforcing the deadline while the response body streams.
-pub(crate) fn bound(response: Response<Body>, deadline: Deadline, grpc: bool) -> Response<Body> {
-    response.map(|inner| {
-        strait_core::boxed(DeadlineBody {
-            inner: Some(inner),
-            sleep: tokio::time::sleep_until(deadline.at),
-            grpc,
+impl Deadline {
+    /// Keeps enforcing the deadline while the response body streams.
+    pub(crate) fn bound(self, response: Response<Body>, grpc: bool) -> Response<Body> {
+        response.map(|inner| {
+            strait_core::boxed(DeadlineBody {
+                inner: Some(inner),
+                sleep: tokio::time::sleep_until(self.at),
+                grpc,
+            })
         })
-    })
+    }
 }
 
 // === impl DeadlineBody ===

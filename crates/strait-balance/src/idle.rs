@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body::Frame;
 use strait_core::{Body, BoxError, ErrorKind, ProxyError, Side};
 use strait_grpc::Code;
@@ -22,7 +22,7 @@ use tokio::time::{Instant, Sleep};
 
 /// One stream's idle timer.
 #[derive(Clone, Debug)]
-pub(crate) struct StreamIdle {
+pub struct StreamIdle {
     timeout: Duration,
     activity: Arc<Activity>,
     router: Arc<str>,
@@ -60,27 +60,21 @@ pin_project_lite::pin_project! {
 
 impl StreamIdle {
     /// Starts the timer now; the request's DATA frames count from here on.
-    pub(crate) fn start(
-        timeout: Duration,
-        router: &Arc<str>,
-        request: Request<Body>,
-    ) -> (StreamIdle, Request<Body>) {
+    pub fn start(timeout: Duration, router: &Arc<str>, body: Body) -> (StreamIdle, Body) {
         let activity = Arc::new(Activity {
             epoch: Instant::now(),
             last: AtomicU64::new(0),
         });
-        let request = request.map(|inner| {
-            strait_core::boxed(Noted {
-                inner,
-                activity: activity.clone(),
-            })
+        let body = strait_core::boxed(Noted {
+            inner: body,
+            activity: activity.clone(),
         });
         let idle = StreamIdle {
             timeout,
             activity,
             router: router.clone(),
         };
-        (idle, request)
+        (idle, body)
     }
 
     /// When the stream goes idle unless DATA passes first.
