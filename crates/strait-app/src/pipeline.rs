@@ -439,3 +439,6 @@ impl Pending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

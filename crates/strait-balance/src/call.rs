@@ -497,3 +497,6 @@ impl Completion {
         verdict
     }
 }
+
+#[cfg(test)]
+mod tests;
