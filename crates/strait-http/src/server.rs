@@ -435,53 +435,6 @@ async fn when_set<F: Future>(future: Option<F>) -> F::Output {
     }
 }
 
-/// Applies an entrypoint's HTTP/2 settings to a hyper server builder.
-pub(crate) fn configure_h2<B: Http2Config>(builder: &mut B, settings: &Http2Settings) {
-    builder.apply(settings);
-}
-
-/// The two hyper HTTP/2 server builders, configured alike.
-pub(crate) trait Http2Config {
-    fn apply(&mut self, settings: &Http2Settings);
-}
-
-macro_rules! http2_config {
-    ($builder:ty) => {
-        impl Http2Config for $builder {
-            fn apply(&mut self, s: &Http2Settings) {
-                self.max_concurrent_streams(
-                    s.max_concurrent_streams.unwrap_or(MAX_CONCURRENT_STREAMS),
-                );
-                if s.adaptive_window {
-                    self.adaptive_window(true);
-                } else {
-                    self.initial_stream_window_size(
-                        s.initial_stream_window.unwrap_or(STREAM_WINDOW),
-                    )
-                    .initial_connection_window_size(
-                        s.initial_connection_window.unwrap_or(CONNECTION_WINDOW),
-                    );
-                }
-                if let Some(size) = s.max_frame_size {
-                    self.max_frame_size(size);
-                }
-                // The engine decodes past the configured limit, so that admission answers
-                // a request over it on its own stream, naming the limit (admit.rs).
-                self.max_header_list_size(strait_config::engine_header_list_size(
-                    s.max_header_list_size,
-                ));
-                if let Some(interval) = s.keepalive_interval {
-                    self.timer(TokioTimer::new())
-                        .keep_alive_interval(interval)
-                        .keep_alive_timeout(s.keepalive_timeout.unwrap_or(KEEPALIVE_TIMEOUT));
-                }
-            }
-        }
-    };
-}
-
-http2_config!(hyper::server::conn::http2::Builder<TokioExecutor>);
-
 /// The per-connection service: hands requests to the handler, and on plaintext connections
 /// takes over HTTP/1.1 requests that ask for `Upgrade: h2c`.
 pub(crate) fn service<H: Handler>(
@@ -611,10 +564,32 @@ impl Drop for Busy {
     }
 }
 
-pub(crate) fn h2_server(
-    settings: &Http2Settings,
-) -> hyper::server::conn::http2::Builder<TokioExecutor> {
+/// A hyper HTTP/2 server builder with an entrypoint's HTTP/2 settings.
+pub(crate) fn h2_server(s: &Http2Settings) -> hyper::server::conn::http2::Builder<TokioExecutor> {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-    configure_h2(&mut builder, settings);
+    builder.max_concurrent_streams(s.max_concurrent_streams.unwrap_or(MAX_CONCURRENT_STREAMS));
+    if s.adaptive_window {
+        builder.adaptive_window(true);
+    } else {
+        builder
+            .initial_stream_window_size(s.initial_stream_window.unwrap_or(STREAM_WINDOW))
+            .initial_connection_window_size(
+                s.initial_connection_window.unwrap_or(CONNECTION_WINDOW),
+            );
+    }
+    if let Some(size) = s.max_frame_size {
+        builder.max_frame_size(size);
+    }
+    // The engine decodes past the configured limit, so that admission answers
+    // a request over it on its own stream, naming the limit (admit.rs).
+    builder.max_header_list_size(strait_config::engine_header_list_size(
+        s.max_header_list_size,
+    ));
+    if let Some(interval) = s.keepalive_interval {
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(s.keepalive_timeout.unwrap_or(KEEPALIVE_TIMEOUT));
+    }
     builder
 }
