@@ -19,7 +19,7 @@ use crate::h1::serve_h1;
 use crate::h1_guard::H1Guard;
 use crate::h2::{guarded, serve_h2};
 use crate::limits::{Enforcer, Limit};
-use crate::plaintext::{self, Refusal, Sniffed};
+use crate::plaintext::{self, Refusal, Verdict};
 use crate::{ConnInfo, Handler, TlsInfo};
 
 /// An entrypoint's settings for new connections; a reload swaps them in place.
@@ -137,20 +137,14 @@ impl<H: Handler> Client<H> {
     async fn plaintext(self, stream: TcpStream) -> Option<Serving> {
         // Counted once the first bytes say which protocol it speaks.
         let sniffed = tokio::time::timeout_at(self.deadline(), plaintext::sniff(&stream)).await;
-        let protocols = self.settings.protocols;
-        let (protocol, allowed, refusal) = match sniffed {
-            Ok(Sniffed::H2c) => (Protocol::H2c, protocols.h2c(), Refusal::H2cPriorKnowledge),
-            Ok(Sniffed::Http1) => (Protocol::H1, protocols.http11(), Refusal::Http1),
-            Ok(Sniffed::Closed) => return None,
-            Err(_) => {
-                self.enforcer.fired(Limit::HeaderReadTimeout, self.remote);
-                return None;
-            }
+        let Ok(sniffed) = sniffed else {
+            self.enforcer.fired(Limit::HeaderReadTimeout, self.remote);
+            return None;
         };
-        if allowed {
-            Some(self.serve(stream, None, protocol))
-        } else {
-            self.refuse(stream, refusal)
+        match plaintext::verdict(sniffed, self.settings.protocols) {
+            Verdict::Serve(protocol) => Some(self.serve(stream, None, protocol)),
+            Verdict::Refuse(refusal) => self.refuse(stream, refusal),
+            Verdict::Close => None,
         }
     }
 
