@@ -90,14 +90,14 @@ pub(crate) fn take<H: Handler>(
                 return;
             }
         };
-        let io = crate::server::guarded(
+        let io = crate::h2::guarded(
             Prefixed { prefix, inner: io },
             &conn,
             tokio::time::Instant::now(),
             &enforcer,
         );
         // Counted once, as the HTTP/1.1 connection it was.
-        crate::server::serve_h2(io, handler, conn, drain, enforcer, ()).await;
+        crate::h2::serve_h2(io, handler, conn, drain, enforcer, ()).await;
     });
     let mut response = Response::new(strait_core::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

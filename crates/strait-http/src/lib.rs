@@ -3,9 +3,12 @@
 //! engines; the [`Handler`] above sees `http::Request<Body>` and answers `Response<Body>`.
 
 mod admit;
+mod connection;
 mod farewell;
 mod frame_guard;
+mod h1;
 mod h1_guard;
+mod h2;
 mod h2c_upgrade;
 mod limits;
 pub mod normalize;

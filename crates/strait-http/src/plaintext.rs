@@ -10,6 +10,8 @@ use std::io;
 use std::os::fd::AsFd;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use strait_config::PlaintextProtocols;
+use strait_telemetry::Protocol;
 use tokio::io::{Interest, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -31,6 +33,17 @@ pub(crate) enum Sniffed {
     Http1,
     /// The client closed, or the socket failed, before its bytes said which.
     Closed,
+}
+
+/// What becomes of a plaintext connection once its first bytes are known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Served in this protocol.
+    Serve(Protocol),
+    /// Told why it is not served, then closed.
+    Refuse(Refusal),
+    /// Closed at once: there is no one to answer.
+    Close,
 }
 
 /// A protocol a client spoke that its entrypoint's `protocols` leave out. The name is the
@@ -59,6 +72,18 @@ pub(crate) async fn sniff(stream: &TcpStream) -> Sniffed {
         None => Box::pin(rest_of_preface(stream, n))
             .await
             .unwrap_or(Sniffed::Closed),
+    }
+}
+
+/// What to do with a connection whose first bytes said `sniffed`, on an entrypoint that
+/// serves `protocols`.
+pub(crate) fn verdict(sniffed: Sniffed, protocols: PlaintextProtocols) -> Verdict {
+    match sniffed {
+        Sniffed::H2c if protocols.h2c() => Verdict::Serve(Protocol::H2c),
+        Sniffed::H2c => Verdict::Refuse(Refusal::H2cPriorKnowledge),
+        Sniffed::Http1 if protocols.http11() => Verdict::Serve(Protocol::H1),
+        Sniffed::Http1 => Verdict::Refuse(Refusal::Http1),
+        Sniffed::Closed => Verdict::Close,
     }
 }
 

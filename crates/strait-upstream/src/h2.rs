@@ -719,3 +719,6 @@ async fn send_data(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

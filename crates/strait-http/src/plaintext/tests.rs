@@ -29,17 +29,27 @@ async fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     std::future::poll_fn(|cx| Poll::Ready(future.take().unwrap().poll(cx))).await
 }
 
-/// Waits until the server's socket holds `n` bytes, which the client wrote alone.
-async fn arrived(server: &TcpStream, n: usize) {
-    let mut buf = vec![0u8; n];
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while server.peek(&mut buf).await.unwrap() < n {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{n} bytes never came"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+/// Waits until the server's socket holds the client's first bytes (a peek waits for them).
+async fn arrived(server: &TcpStream) {
+    let mut first = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, server.peek(&mut first))
+        .await
+        .expect("the client's bytes never came")
+        .unwrap();
+    assert_eq!(n, 1, "the client closed instead");
+}
+
+/// An empty SETTINGS frame: what a client sends right after its preface.
+const SETTINGS: &[u8] = &[0, 0, 0, 0x4, 0, 0, 0, 0, 0];
+
+/// Reads everything the server sends until it closes.
+async fn read_to_close(client: &mut TcpStream) -> Vec<u8> {
+    let mut read = Vec::new();
+    tokio::time::timeout(WAIT, client.read_to_end(&mut read))
+        .await
+        .expect("the server never closed")
+        .unwrap();
+    read
 }
 
 #[test]
@@ -60,7 +70,7 @@ fn first_bytes_decide_once_they_leave_or_complete_the_preface() {
 async fn a_lone_p_waits_for_the_rest_of_the_request() {
     let (mut client, mut server) = pair().await;
     client.write_all(&POST[..1]).await.unwrap();
-    arrived(&server, 1).await;
+    arrived(&server).await;
 
     let sniffed = {
         let mut sniffing = pin!(sniff(&server));
@@ -142,12 +152,172 @@ async fn waiting_for_the_rest_of_the_preface_does_not_spin() {
 
     let (mut client, server) = pair().await;
     client.write_all(b"P").await.unwrap();
-    arrived(&server, 1).await;
+    arrived(&server).await;
     let before = cpu_ticks();
     let waited = tokio::time::timeout(Duration::from_millis(500), sniff(&server)).await;
     let used = cpu_ticks() - before;
     assert!(waited.is_err(), "decided on `P` alone: {waited:?}");
     assert!(used < 10, "the sniff spun: {used} ticks of CPU in 500 ms");
+}
+
+/// A client's usual first segment: the whole preface with its SETTINGS. Decided at once
+/// (no second wait) and nothing consumed.
+#[tokio::test]
+async fn a_preface_in_one_segment_is_h2c_and_stays_unread() {
+    let (mut client, mut server) = pair().await;
+    let first = [PREFACE.as_slice(), SETTINGS].concat();
+    client.write_all(&first).await.unwrap();
+    arrived(&server).await;
+    let sniffed = {
+        let mut sniffing = pin!(sniff(&server));
+        match poll_once(sniffing.as_mut()).await {
+            Poll::Ready(sniffed) => sniffed,
+            Poll::Pending => tokio::time::timeout(WAIT, sniffing).await.unwrap(),
+        }
+    };
+    assert_eq!(sniffed, Sniffed::H2c);
+    let mut read = vec![0u8; first.len()];
+    server.read_exact(&mut read).await.unwrap();
+    assert_eq!(read, first);
+}
+
+/// A whole HTTP/1.1 request in one segment: HTTP/1.1, nothing consumed.
+#[tokio::test]
+async fn a_request_in_one_segment_is_http1_and_stays_unread() {
+    let (mut client, mut server) = pair().await;
+    client.write_all(POST).await.unwrap();
+    let sniffed = tokio::time::timeout(WAIT, sniff(&server)).await.unwrap();
+    assert_eq!(sniffed, Sniffed::Http1);
+    let mut read = vec![0u8; POST.len()];
+    server.read_exact(&mut read).await.unwrap();
+    assert_eq!(read, POST);
+}
+
+/// A first segment that stops deep inside the preface and then leaves it (`PRI * HTTP/`,
+/// then `1.1`): undecided, then HTTP/1.1 on the byte that differs.
+#[tokio::test]
+async fn a_segment_inside_the_preface_that_later_leaves_it_is_http1() {
+    let (mut client, mut server) = pair().await;
+    let (first, rest) = b"PRI * HTTP/1.1\r\nHost: a\r\n\r\n".split_at(11);
+    client.write_all(first).await.unwrap();
+    arrived(&server).await;
+    let sniffed = {
+        let mut sniffing = pin!(sniff(&server));
+        assert!(
+            poll_once(sniffing.as_mut()).await.is_pending(),
+            "decided on a strict prefix of the preface"
+        );
+        client.write_all(rest).await.unwrap();
+        tokio::time::timeout(WAIT, sniffing).await.unwrap()
+    };
+    assert_eq!(sniffed, Sniffed::Http1);
+    let mut read = vec![0u8; first.len() + rest.len()];
+    server.read_exact(&mut read).await.unwrap();
+    assert_eq!(read, [first, rest].concat());
+}
+
+/// A client that closes while the sniff already waits for the rest of the preface: the
+/// waiting sniff wakes and ends.
+#[tokio::test]
+async fn a_client_that_closes_while_the_sniff_waits_ends_it() {
+    let (mut client, server) = pair().await;
+    client.write_all(b"PRI").await.unwrap();
+    arrived(&server).await;
+    let mut sniffing = pin!(sniff(&server));
+    assert!(poll_once(sniffing.as_mut()).await.is_pending());
+    client.shutdown().await.unwrap();
+    let sniffed = tokio::time::timeout(WAIT, sniffing).await.unwrap();
+    assert_eq!(sniffed, Sniffed::Closed);
+}
+
+/// A client that resets (RST, not FIN) while the sniff waits: the socket's error ends it.
+#[tokio::test]
+async fn a_client_that_resets_mid_preface_ends_the_sniff() {
+    let (mut client, server) = pair().await;
+    client.write_all(b"PRI * HT").await.unwrap();
+    arrived(&server).await;
+    let mut sniffing = pin!(sniff(&server));
+    assert!(poll_once(sniffing.as_mut()).await.is_pending());
+    client.set_zero_linger().unwrap();
+    drop(client);
+    let sniffed = tokio::time::timeout(WAIT, sniffing).await.unwrap();
+    assert_eq!(sniffed, Sniffed::Closed);
+}
+
+/// A client that resets before sending anything: the failed peek is a close.
+#[tokio::test]
+async fn a_client_that_resets_at_once_is_closed() {
+    let (client, server) = pair().await;
+    client.set_zero_linger().unwrap();
+    drop(client);
+    let sniffed = tokio::time::timeout(WAIT, sniff(&server)).await.unwrap();
+    assert_eq!(sniffed, Sniffed::Closed);
+}
+
+#[test]
+fn protocols_decide_which_clients_are_served_and_which_refused() {
+    use PlaintextProtocols::{H2c, Http11, Http11AndH2c};
+    let cases = [
+        (Sniffed::H2c, Http11AndH2c, Verdict::Serve(Protocol::H2c)),
+        (Sniffed::Http1, Http11AndH2c, Verdict::Serve(Protocol::H1)),
+        (Sniffed::H2c, H2c, Verdict::Serve(Protocol::H2c)),
+        (Sniffed::Http1, H2c, Verdict::Refuse(Refusal::Http1)),
+        (Sniffed::Http1, Http11, Verdict::Serve(Protocol::H1)),
+        (
+            Sniffed::H2c,
+            Http11,
+            Verdict::Refuse(Refusal::H2cPriorKnowledge),
+        ),
+    ];
+    for (sniffed, protocols, expected) in cases {
+        assert_eq!(
+            verdict(sniffed, protocols),
+            expected,
+            "{sniffed:?} on {protocols:?}"
+        );
+    }
+    for protocols in [Http11AndH2c, Http11, H2c] {
+        assert_eq!(verdict(Sniffed::Closed, protocols), Verdict::Close);
+    }
+}
+
+/// The refusal as a client sees it on `protocols: [http/1.1]`: it sent its preface and
+/// SETTINGS, and reads our SETTINGS and the GOAWAY whole, then the close (not a reset,
+/// though its bytes were never read by an HTTP/2 engine).
+#[tokio::test]
+async fn a_refused_h2c_client_reads_the_goaway_then_the_close() {
+    let (mut client, server) = pair().await;
+    client
+        .write_all(&[PREFACE.as_slice(), SETTINGS].concat())
+        .await
+        .unwrap();
+    let sniffed = tokio::time::timeout(WAIT, sniff(&server)).await.unwrap();
+    let Verdict::Refuse(refusal) = verdict(sniffed, PlaintextProtocols::Http11) else {
+        panic!("h2c served on an HTTP/1.1-only entrypoint");
+    };
+    let answer = refusal.answer("web").unwrap();
+    tokio::spawn(farewell(server, answer.clone()));
+    assert_eq!(read_to_close(&mut client).await, answer);
+}
+
+/// On `protocols: [h2c]`, an HTTP/1.1 client reads the 505 whole, then the close.
+#[tokio::test]
+async fn a_refused_http1_client_reads_the_505_then_the_close() {
+    let (mut client, server) = pair().await;
+    client.write_all(POST).await.unwrap();
+    let sniffed = tokio::time::timeout(WAIT, sniff(&server)).await.unwrap();
+    let Verdict::Refuse(refusal) = verdict(sniffed, PlaintextProtocols::H2c) else {
+        panic!("HTTP/1.1 served on an h2c-only entrypoint");
+    };
+    let answer = refusal.answer("grpc").unwrap();
+    tokio::spawn(farewell(server, answer.clone()));
+    let read = read_to_close(&mut client).await;
+    assert!(
+        read.starts_with(b"HTTP/1.1 505 "),
+        "{:?}",
+        String::from_utf8_lossy(&read)
+    );
+    assert_eq!(read, answer);
 }
 
 #[test]
