@@ -87,11 +87,12 @@ pub(crate) async fn serve(
     };
     let (mut ctx, head, body) = pipeline.accept(request);
     // Built inside the await: a future bound to a local first is stored twice.
-    let response = match AssertUnwindSafe(pipeline.run(&mut ctx, head, body))
+    let response = match AssertUnwindSafe(pipeline.phases(&mut ctx, head, body))
         .catch_unwind()
         .await
     {
-        Ok(response) => response,
+        Ok(Ok(response)) => response,
+        Ok(Err(reply)) => pipeline.respond(&mut ctx, reply),
         // A bug must cost one request, not the process or the connection's other streams.
         Err(panic) => pipeline.panicked(&mut ctx, panic.as_ref()),
     };
@@ -115,7 +116,7 @@ impl Pipeline<'_> {
         let (head, body) = RequestHead::from_request(
             request.map(|b| CountingBody::wrap(b, request_bytes.clone())),
         );
-        let protocol = Protocol::of(head.version, self.conn.tls.is_some());
+        let protocol = Protocol::of(head.version(), self.conn.tls.is_some());
         let mut record = RequestRecord::for_request(self.conn.entrypoint.clone(), protocol, &head);
         record.client = Some(self.conn.remote);
         if let Some(tls) = &self.conn.tls {
@@ -133,14 +134,7 @@ impl Pipeline<'_> {
         (ctx, head, body)
     }
 
-    /// The phases between accept and log.
-    async fn run(&self, ctx: &mut RequestCtx, head: RequestHead, body: Body) -> Response<Body> {
-        match self.phases(ctx, head, body).await {
-            Ok(response) => response,
-            Err(reply) => self.respond(ctx, reply),
-        }
-    }
-
+    /// The phases between accept and log; `respond` shapes what ends them early.
     async fn phases(
         &self,
         ctx: &mut RequestCtx,
@@ -196,15 +190,15 @@ impl Pipeline<'_> {
                 format!(
                     "no router on entrypoint `{}` matches {} {}",
                     self.conn.entrypoint,
-                    head.method,
-                    head.uri.path()
+                    head.method(),
+                    head.uri().path()
                 ),
             )));
         };
         ctx.record.router = Some(route.name.clone());
         ctx.record.service = Some(route.service.name().clone());
         #[cfg(feature = "fault-hooks")]
-        if head.headers.contains_key("x-strait-fault-panic") {
+        if head.headers().contains_key("x-strait-fault-panic") {
             panic!("fault hook: x-strait-fault-panic");
         }
         Ok(route)
@@ -235,18 +229,18 @@ impl Pipeline<'_> {
         mut head: RequestHead,
         body: Body,
     ) -> (Call<'r>, Request<Body>) {
-        let deadline = Deadline::for_request(&head.headers, route.timeout, ctx.started);
+        let deadline = Deadline::for_request(head.headers(), route.timeout, ctx.started);
         normalize::to_upstream(&mut head, self.conn);
         if let Some(header) = self.entrypoint.and_then(|e| e.forward_client_cert.as_ref()) {
             // Whatever the client sent under this name is not to be trusted.
-            head.headers.remove(header);
+            head.headers_mut().remove(header);
             let client = self.conn.tls.as_ref().and_then(|tls| tls.client.as_deref());
             if let Some(value) = client.and_then(|c| c.header_value()) {
-                head.headers.insert(header.clone(), value);
+                head.headers_mut().insert(header.clone(), value);
             }
         }
         if let (Some(deadline), true) = (&deadline, ctx.format.is_grpc()) {
-            deadline.propagate(&mut head.headers);
+            deadline.propagate(head.headers_mut());
         }
         let (idle, body) = match route.stream_idle_timeout {
             Some(timeout) => {
@@ -321,7 +315,7 @@ impl Call<'_> {
         };
         let active = route.retries.start();
         let sent_at = Instant::now();
-        match service.call(request, cx).await {
+        match service.call(request, &cx).await {
             Ok((mut response, completion)) => {
                 let upstream = sent_at.elapsed();
                 ctx.record.endpoint = Some(completion.endpoint().clone());

@@ -3,8 +3,12 @@
 //! wait a full-jitter backoff, stay within the router's budget and never outlive the client's
 //! deadline. The outcome of the try that answered is fed back when its stream ends.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::future::Either;
+use futures_util::FutureExt;
 
 use http::header::HeaderName;
 use http::{HeaderValue, Request, Response};
@@ -115,31 +119,36 @@ enum Step {
 impl Service {
     /// Sends `request` to one of the service's endpoints, retrying as `cx.retries` allows.
     /// The response's body keeps honouring the deadline and the idle timeout as it streams.
-    pub async fn call(
-        self: &Arc<Self>,
+    ///
+    /// Not an `async fn`: the request moves straight into the future of the tries, instead
+    /// of being stored once more in a wrapper's.
+    pub fn call<'a>(
+        self: &'a Arc<Self>,
         request: Request<Body>,
-        cx: CallContext<'_>,
-    ) -> Result<(Response<Body>, Completion), Failure> {
-        let (response, completion) = match cx.idle {
-            None => self.tries(request, &cx).await?,
+        cx: &'a CallContext<'a>,
+    ) -> impl Future<Output = Result<(Response<Body>, Completion), Failure>> + Send + 'a {
+        let tries = match cx.idle {
+            None => Either::Left(self.tries(request, cx)),
             // Boxed: only routers with the timeout carry this future.
-            Some(idle) => Box::pin(async {
+            Some(idle) => Either::Right(Box::pin(async move {
                 tokio::select! {
-                    result = self.tries(request, &cx) => result,
+                    result = self.tries(request, cx) => result,
                     () = idle.expired(&self.metrics) => Err(Failure::Idle { error: idle.error() }),
                 }
-            })
-            .await?,
+            })),
         };
-        let response = match cx.deadline {
-            Some(deadline) => deadline.bound(response, cx.grpc),
-            None => response,
-        };
-        let response = match cx.idle {
-            Some(idle) => idle.clone().bound(response, cx.grpc, &self.metrics),
-            None => response,
-        };
-        Ok((response, completion))
+        tries.map(move |result| {
+            let (response, completion) = result?;
+            let response = match cx.deadline {
+                Some(deadline) => deadline.bound(response, cx.grpc),
+                None => response,
+            };
+            let response = match cx.idle {
+                Some(idle) => idle.clone().bound(response, cx.grpc, &self.metrics),
+                None => response,
+            };
+            Ok((response, completion))
+        })
     }
 
     async fn tries(

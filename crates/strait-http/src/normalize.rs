@@ -108,7 +108,8 @@ fn authority_of(uri: &Uri, headers: &HeaderMap) -> Option<Authority> {
 /// authority moved into an absolute URI (each upstream protocol takes it from there), and the
 /// forwarding headers set.
 pub fn to_upstream(head: &mut RequestHead, conn: &ConnInfo) {
-    upstream_parts(&mut head.uri, &mut head.headers, conn);
+    let (uri, headers) = head.uri_and_headers_mut();
+    upstream_parts(uri, headers, conn);
 }
 
 fn upstream_parts(uri: &mut Uri, headers: &mut HeaderMap, conn: &ConnInfo) {

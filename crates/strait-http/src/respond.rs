@@ -34,7 +34,7 @@ pub enum ReplyFormat {
 impl ReplyFormat {
     /// The format a request's client reads.
     pub fn of(head: &RequestHead) -> ReplyFormat {
-        if strait_grpc::is_grpc(&head.headers) {
+        if strait_grpc::is_grpc(head.headers()) {
             ReplyFormat::Grpc
         } else {
             ReplyFormat::Http
@@ -118,10 +118,10 @@ pub fn text_response(status: StatusCode, text: &str) -> Response<Body> {
 /// True for a gRPC request (not gRPC-Web) that arrived over HTTP/1.x, which cannot work:
 /// gRPC needs HTTP/2 trailers and streams.
 pub fn is_grpc_over_http1(head: &RequestHead) -> bool {
-    head.version <= Version::HTTP_11
-        && strait_grpc::is_grpc(&head.headers)
+    head.version() <= Version::HTTP_11
+        && strait_grpc::is_grpc(head.headers())
         && !head
-            .headers
+            .headers()
             .get(CONTENT_TYPE)
             .is_some_and(|ct| ct.as_bytes().starts_with(b"application/grpc-web"))
 }

@@ -69,7 +69,7 @@ impl Filter {
     async fn apply(&self, head: &mut RequestHead, cx: &FilterContext<'_>) -> Flow {
         match self {
             Filter::Fault(fault) => {
-                let injected = fault.decide(&head.headers);
+                let injected = fault.decide(head.headers());
                 if let Some(delay) = injected.delay {
                     cx.metrics.fault_injected(cx.router, "delay");
                     tokio::time::sleep(delay).await;

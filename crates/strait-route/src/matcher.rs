@@ -72,7 +72,7 @@ impl Matcher {
                 return false;
             }
         }
-        let path = head.uri.path();
+        let path = head.uri().path();
         if let Some(expected) = &m.path {
             if path != expected {
                 return false;
@@ -93,16 +93,16 @@ impl Matcher {
                 return false;
             }
         }
-        if !m.methods.is_empty() && !m.methods.contains(&head.method) {
+        if !m.methods.is_empty() && !m.methods.contains(head.method()) {
             return false;
         }
         if let Some(host) = &m.host {
-            if !host_matches(host, &head.uri, &head.headers) {
+            if !host_matches(host, head.uri(), head.headers()) {
                 return false;
             }
         }
         for (name, expected) in &m.headers {
-            let mut values = head.headers.get_all(name).iter();
+            let mut values = head.headers().get_all(name).iter();
             let found = match expected {
                 ValueMatch::Present => values.next().is_some(),
                 ValueMatch::Exact(want) => values.any(|v| v.as_bytes() == want.as_bytes()),
@@ -113,7 +113,7 @@ impl Matcher {
             }
         }
         if !m.query.is_empty() {
-            let query = head.uri.query().unwrap_or("");
+            let query = head.uri().query().unwrap_or("");
             for (name, expected) in &m.query {
                 if !query_matches(query, name, expected) {
                     return false;

@@ -153,16 +153,16 @@ impl RequestRecord {
         protocol: Protocol,
         request: &RequestHead,
     ) -> RequestRecord {
-        let headers = &request.headers;
-        let authority = request.uri.authority().cloned().or_else(|| {
+        let headers = request.headers();
+        let authority = request.uri().authority().cloned().or_else(|| {
             headers
                 .get(HOST)
                 .and_then(|host| Authority::try_from(host.as_bytes()).ok())
         });
         RequestRecord {
-            method: request.method.clone(),
+            method: request.method().clone(),
             authority,
-            path: request.uri.path_and_query().cloned(),
+            path: request.uri().path_and_query().cloned(),
             grpc: strait_grpc::is_grpc(headers),
             request_id: headers.get(X_REQUEST_ID).cloned(),
             traceparent: headers.get("traceparent").cloned(),

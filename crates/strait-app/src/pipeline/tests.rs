@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Response;
 use http::{Request, StatusCode, Version};
 use http_body_util::BodyExt;
 use strait_config::{parse_str, Format};
-use strait_core::{Body, ErrorKind};
+use strait_core::{Body, ErrorKind, RequestHead};
 use strait_http::{ConnInfo, ListenerConfig, Reply, ReplyFormat};
 use strait_telemetry::{AccessLog, Metrics};
 
@@ -78,12 +79,25 @@ fn grpc(path: &str) -> Request<Body> {
         .unwrap()
 }
 
+/// The phases between accept and log, as `serve` runs them.
+async fn run(
+    p: &Pipeline<'_>,
+    ctx: &mut RequestCtx,
+    head: RequestHead,
+    body: Body,
+) -> Response<Body> {
+    match p.phases(ctx, head, body).await {
+        Ok(response) => response,
+        Err(reply) => p.respond(ctx, reply),
+    }
+}
+
 #[tokio::test]
 async fn accept_settles_the_id_the_record_and_the_reply_format() {
     let w = world();
     let (ctx, head, _) = w.pipeline().accept(grpc("/pkg.Svc/M"));
     assert_eq!(ctx.format, ReplyFormat::Grpc);
-    let id = head.headers["x-request-id"].clone();
+    let id = head.headers()["x-request-id"].clone();
     assert_eq!(ctx.record.request_id.as_ref(), Some(&id));
     assert!(ctx.record.grpc);
     assert_eq!(ctx.record.client, Some(w.conn.remote));
@@ -151,7 +165,7 @@ async fn a_filter_that_answers_is_responded_to_in_the_clients_form() {
     let w = world();
     let p = w.pipeline();
     let (mut ctx, head, body) = p.accept(grpc("/faulty/x"));
-    let response = p.run(&mut ctx, head, body).await;
+    let response = run(&p, &mut ctx, head, body).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["grpc-status"], "14");
     assert_eq!(response.headers()["grpc-message"], "fault injected");
@@ -175,7 +189,7 @@ async fn grpc_over_http1_is_refused_before_routing() {
     let mut request = grpc("/pkg.Svc/M");
     *request.version_mut() = Version::HTTP_11;
     let (mut ctx, head, body) = p.accept(request);
-    let response = p.run(&mut ctx, head, body).await;
+    let response = run(&p, &mut ctx, head, body).await;
     assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
     assert_eq!(ctx.record.router, None);
     assert_eq!(ctx.record.error.as_deref(), Some("gRPC over HTTP/1.1"));
@@ -186,7 +200,7 @@ async fn log_records_the_request_once_its_response_stream_ends() {
     let w = world();
     let p = w.pipeline();
     let (mut ctx, head, body) = p.accept(grpc("/faulty/x"));
-    let response = p.run(&mut ctx, head, body).await;
+    let response = run(&p, &mut ctx, head, body).await;
     let response = log(ctx, response, w.snapshot.clone(), w.metrics.clone());
     let counted = "router=\"faulty\"";
     let requests = |m: &str| {

@@ -156,7 +156,7 @@ async fn an_unavailable_answer_is_retried_and_each_try_is_numbered() {
     let router: Arc<str> = Arc::from("r");
     let _active = retries.start();
     let (response, completion) = service
-        .call(grpc_request(), cx(&router, &retries))
+        .call(grpc_request(), &cx(&router, &retries))
         .await
         .unwrap();
     assert_eq!(grpc_status(&response), "0");
@@ -182,7 +182,7 @@ async fn when_tries_run_out_the_last_answer_is_the_answer() {
     let router: Arc<str> = Arc::from("r");
     let _active = retries.start();
     let (response, completion) = service
-        .call(grpc_request(), cx(&router, &retries))
+        .call(grpc_request(), &cx(&router, &retries))
         .await
         .unwrap();
     assert_eq!(grpc_status(&response), "14");
@@ -203,7 +203,7 @@ async fn a_spent_budget_stops_retries() {
     let router: Arc<str> = Arc::from("r");
     let _active = retries.start();
     let (response, completion) = service
-        .call(grpc_request(), cx(&router, &retries))
+        .call(grpc_request(), &cx(&router, &retries))
         .await
         .unwrap();
     assert_eq!(grpc_status(&response), "14");
@@ -224,7 +224,7 @@ async fn the_deadline_ends_the_call_and_resets_the_stream() {
         Some(Duration::from_millis(200)),
         Instant::now(),
     );
-    let Err(Failure::Failed { error, tries }) = service.call(grpc_request(), cx).await else {
+    let Err(Failure::Failed { error, tries }) = service.call(grpc_request(), &cx).await else {
         panic!("the call must fail at its deadline");
     };
     assert_eq!(error.kind(), ErrorKind::DeadlineExceeded);
@@ -249,7 +249,7 @@ async fn a_per_try_timeout_moves_the_request_to_another_try() {
     let router: Arc<str> = Arc::from("r");
     let _active = retries.start();
     let (response, completion) = service
-        .call(grpc_request(), cx(&router, &retries))
+        .call(grpc_request(), &cx(&router, &retries))
         .await
         .unwrap();
     assert_eq!(grpc_status(&response), "0");
@@ -262,8 +262,8 @@ async fn a_cancelled_call_leaves_nothing_in_flight() {
     let b = backend(|_| Script::Hang).await;
     let (service, retries, _) = service(&[&b], "");
     let router: Arc<str> = Arc::from("r");
-    let call = service.call(grpc_request(), cx(&router, &retries));
-    let mut call = Box::pin(call);
+    let cx = cx(&router, &retries);
+    let mut call = Box::pin(service.call(grpc_request(), &cx));
     // Drive the call until the backend has the request, then drop it as a client would.
     tokio::select! {
         _ = &mut call => panic!("the backend never answers"),
@@ -287,7 +287,7 @@ async fn with_no_healthy_endpoint_the_request_comes_back_whole() {
         request,
         error,
         reason,
-    }) = service.call(grpc_request(), cx(&router, &retries)).await
+    }) = service.call(grpc_request(), &cx(&router, &retries)).await
     else {
         panic!("the call must be turned away");
     };
